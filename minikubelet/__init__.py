@@ -1,0 +1,3 @@
+"""minikubelet: a single-node kubelet for machines with no Kubernetes control plane."""
+
+__version__ = "0.1.0"
