@@ -43,14 +43,21 @@ class FieldError:
     value: object = _NO_VALUE
 
     def __str__(self) -> str:
+        """field.Error.Error(): ``path: Type: value: detail``. Like field.ErrorBody, Required,
+        Forbidden and Too long never show the value, and an empty detail adds nothing."""
         head = f"{self.path}: " if self.path else ""
-        if self.type in (ErrorType.INVALID, ErrorType.NOT_SUPPORTED, ErrorType.DUPLICATE) and (
-            self.value is not _NO_VALUE
-        ):
-            return f"{head}{self.type.value}: {_render(self.value)}: {self.detail}"
         if self.type is ErrorType.UNKNOWN_FIELD:
             return f"{head}{self.detail}"
-        return f"{head}{self.type.value}: {self.detail}"
+        body = self.type.value
+        if self.value is not _NO_VALUE and self.type not in _VALUELESS:
+            body += f": {_render(self.value)}"
+        if self.detail:
+            body += f": {self.detail}"
+        return f"{head}{body}"
+
+
+_VALUELESS = frozenset({ErrorType.REQUIRED, ErrorType.FORBIDDEN, ErrorType.TOO_LONG})
+_MAX_RENDERED = 80  # an object or list as a bad value is shown, but not in full
 
 
 def _render(value: object) -> str:
@@ -62,7 +69,8 @@ def _render(value: object) -> str:
         return str(value)
     if value is None:
         return "null"
-    return json.dumps(value, default=str)
+    text = json.dumps(value, default=str)
+    return text if len(text) <= _MAX_RENDERED else text[: _MAX_RENDERED - 3] + "..."
 
 
 class MinikubeletError(Exception):
