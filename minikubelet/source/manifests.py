@@ -1,0 +1,737 @@
+"""The manifest directory as a desired set of static pods: kubelet's file source, pains fixed.
+
+This module owns everything between "a file appeared in the manifests directory" and "the
+reconciler holds a ``DesiredSet``": which names count, when a file is complete enough to read,
+the static pod identity (``<name>-<node>``, UID, ``config.*`` annotations), duplicate names, and
+the per-file errors. It publishes whole snapshots, level-triggered, latest wins; consumers never
+see a diff, so a lost wake-up or a burst of events can only delay the truth, never corrupt it.
+
+Why it is shaped this way:
+
+- **Two triggers, one pass.** inotify (asyncinotify; 0 CPU when idle) says *which* names to look
+  at; a full resync every ``resync_period`` seconds (kubelet's ``fileCheckFrequency``) catches
+  what inotify cannot see: a directory created after start, a symlink's target edited elsewhere,
+  a queue overflow, a watch that could not be placed. Both end in the same ``_refresh`` pass,
+  which is plain blocking code run through ``asyncio.to_thread`` (listing, stat, read and YAML
+  parsing never block the loop). Only that pass touches the per-file state, and only one pass
+  runs at a time; the loop side only collects names from inotify events.
+- **Settling.** A path's observed state (inode, size, mtime_ns, ctime_ns; or "absent") must be
+  unchanged for ``settle_delay`` seconds before it is acted upon. "Unchanged for" is measured
+  from our first sight of that state, or from the file's own ctime when that is older (so files
+  that have sat still are read at once, at start and on resync). IN_CLOSE_WRITE and IN_MOVED_TO
+  mean the writer is done: such a file is read at once. A file is read through one descriptor
+  and fstat'ed before and after the read; a change in between puts it back to settling. Until a
+  path settles, the snapshot keeps what it had for it (the old pod, the old error, or nothing),
+  so a half-written file never starts a pod and never removes a running one; a deletion settles
+  the same way, so an editor's rename-away-then-write does not stop the pod.
+- **Identity.** UID = the first 128 bits (32 hex characters) of SHA-256 over the file's raw bytes,
+  ``host:<node>`` and ``file:<path>`` (length-framed; see ``static_pod_uid``). Raw bytes rather
+  than the decoded pod (kubelet hashes the decoded object with fnv-128a) keep UIDs stable across
+  minikubelet upgrades that change defaulting, which restart recovery needs; the cost is that a
+  comment-only edit also recreates the pod ("any edit is a new pod"). A file whose bytes did not
+  change keeps its ``StaticPod`` object (and so ``config.seen``) across resyncs and touches, and
+  is not parsed again.
+- **Duplicates.** Two files declaring the same ``<namespace>/<full name>``: the file that already
+  owned the key in the previous snapshot keeps it; otherwise sorted path order wins. The loser
+  gets a ``metadata.name`` Duplicate error naming the winner.
+
+Paths are reported as ``directory / name`` with ``directory`` exactly as given to the
+constructor; that string is the ``source``, the ``errors`` key, the ``minikubelet.io/config.file``
+annotation and part of the UID.
+
+A missing directory is not created: the source logs once, publishes an empty set, and looks for
+it again on every resync (inotify cannot watch what does not exist). The same goes for a
+directory that disappears while running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import stat
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Final
+
+from asyncinotify import Event, Inotify, Mask, Watch
+
+from minikubelet.api.errors import ErrorType, FieldError, ManifestError
+from minikubelet.api.identity import (
+    CONFIG_FILE,
+    CONFIG_HASH,
+    CONFIG_SEEN,
+    CONFIG_SOURCE,
+    DesiredSet,
+    StaticPod,
+)
+from minikubelet.api.model import PodKey, pod_key
+from minikubelet.api.validation import DecodedPod, decode_pod
+
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "ManifestSource",
+    "is_manifest_name",
+    "load_manifest",
+    "static_pod_uid",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_BYTES: Final = 10 * 1024 * 1024  # kubelet's limit per manifest file
+
+# Editor and package-manager leftovers (``web.yaml~``, ``.web.yaml.swp``, ``web.yaml.bak``,
+# ``.orig``, ``.dpkg-new``, ``.rpmsave``, a writer's ``web.yaml.tmp``) never end in one of these,
+# and dotfiles are skipped, so an extension allow-list is the whole filter (kubelet has none:
+# its backups become pods, K issue #136962).
+_EXTENSIONS: Final = (".yaml", ".yml", ".json")
+
+_WATCH_MASK: Final = (
+    Mask.CREATE
+    | Mask.DELETE
+    | Mask.MODIFY
+    | Mask.ATTRIB
+    | Mask.CLOSE_WRITE
+    | Mask.MOVED_FROM
+    | Mask.MOVED_TO
+    | Mask.DELETE_SELF
+    | Mask.MOVE_SELF
+    | Mask.ONLYDIR
+    | Mask.EXCL_UNLINK
+)
+_WRITER_DONE: Final = Mask.CLOSE_WRITE | Mask.MOVED_TO
+_WATCH_GONE: Final = Mask.IGNORED | Mask.DELETE_SELF | Mask.MOVE_SELF
+
+# File timestamps come from the kernel's coarse clock, which may lag time.time() by a tick.
+_CLOCK_SLACK: Final = 0.01
+_MIN_SLEEP: Final = 0.001
+
+
+def is_manifest_name(name: str) -> bool:
+    """Whether a directory entry names a manifest: ``*.yaml``, ``*.yml`` or ``*.json`` (the
+    extension in any case), and not a dotfile."""
+    return not name.startswith(".") and name.lower().endswith(_EXTENSIONS)
+
+
+def static_pod_uid(content: bytes, *, node_name: str, path: str) -> str:
+    """The static pod UID: sha256(len(content) as 8 bytes BE, content, "host:<node>\\n",
+    "file:<path>") truncated to 128 bits, as 32 lowercase hex characters (kubelet's UID is the
+    32-hex fnv-128a of the decoded pod + host + file; see the module docstring for why bytes)."""
+    h = hashlib.sha256()
+    h.update(len(content).to_bytes(8, "big"))
+    h.update(content)
+    h.update(f"host:{node_name}\n".encode())
+    h.update(f"file:{path}".encode())
+    return h.hexdigest()[:32]
+
+
+def load_manifest(path: Path, *, node_name: str, max_bytes: int = DEFAULT_MAX_BYTES) -> StaticPod:
+    """Read, decode and name one manifest the way the source would (for ``validate``).
+
+    Blocking. No name filter and no settling: the caller chose the file. Raises ManifestError."""
+    source = str(path)
+    outcome = _read_file(source, max_bytes=max_bytes)
+    if isinstance(outcome, _Unreadable):
+        raise outcome.error
+    if isinstance(outcome, _Absent):
+        what = "is a directory, not a manifest file" if path.is_dir() else "no such file"
+        raise ManifestError(source, [FieldError(ErrorType.NOT_FOUND, "", what)])
+    if isinstance(outcome, _Changing):
+        raise ManifestError(
+            source, [FieldError(ErrorType.INVALID, "", "the file changed while it was read")]
+        )
+    uid = static_pod_uid(outcome.data, node_name=node_name, path=source)
+    result = _decode(outcome.data, source=source, uid=uid, node_name=node_name)
+    if isinstance(result, ManifestError):
+        raise result
+    return result
+
+
+# --- reading one file -------------------------------------------------------------------------
+
+_Fingerprint = tuple[int, int, int, int]  # (st_ino, st_size, st_mtime_ns, st_ctime_ns)
+_UNSTATABLE: Final[_Fingerprint] = (-1, -1, -1, -1)  # stat() failed for another reason
+
+
+def _fingerprint(st: os.stat_result) -> _Fingerprint:
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+@dataclass(frozen=True, slots=True)
+class _Content:
+    fingerprint: _Fingerprint  # fstat of the descriptor, equal before and after the read
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class _Changing:
+    fingerprint: _Fingerprint  # the state after the read, which differs from before it
+
+
+@dataclass(frozen=True, slots=True)
+class _Unreadable:
+    fingerprint: _Fingerprint | None  # None when even fstat was impossible
+    error: ManifestError
+
+
+@dataclass(frozen=True, slots=True)
+class _Absent:
+    pass
+
+
+def _read_file(path: str, *, max_bytes: int) -> _Content | _Changing | _Unreadable | _Absent:
+    """One read through one descriptor. O_NONBLOCK so that a FIFO named ``x.yaml`` (or one
+    swapped in after a stat) cannot hang the thread; fstat decides what the file is."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    except (FileNotFoundError, NotADirectoryError):
+        return _Absent()
+    except IsADirectoryError:
+        return _Absent()
+    except OSError as exc:
+        return _Unreadable(None, _io_error(path, exc))
+    try:
+        before = os.fstat(fd)
+        fp = _fingerprint(before)
+        if stat.S_ISDIR(before.st_mode):
+            return _Absent()
+        if not stat.S_ISREG(before.st_mode):
+            return _Unreadable(fp, _not_regular(path))
+        if before.st_size > max_bytes:
+            return _Unreadable(fp, _too_big(path, before.st_size, max_bytes))
+        chunks: list[bytes] = []
+        total = 0
+        while total <= max_bytes:
+            chunk = os.read(fd, min(1024 * 1024, max_bytes + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        after = _fingerprint(os.fstat(fd))
+    except OSError as exc:
+        return _Unreadable(None, _io_error(path, exc))
+    finally:
+        os.close(fd)
+    if after != fp:
+        return _Changing(after)
+    if total > max_bytes:  # grew between fstat and read, yet fstat agrees: be safe anyway
+        return _Unreadable(fp, _too_big(path, total, max_bytes))
+    return _Content(fp, b"".join(chunks))
+
+
+def _io_error(path: str, exc: OSError) -> ManifestError:
+    reason = exc.strerror or str(exc)
+    return ManifestError(path, [FieldError(ErrorType.INVALID, "", f"cannot read file: {reason}")])
+
+
+def _not_regular(path: str) -> ManifestError:
+    return ManifestError(
+        path, [FieldError(ErrorType.NOT_SUPPORTED, "", "not a regular file or a directory")]
+    )
+
+
+def _too_big(path: str, size: int, max_bytes: int) -> ManifestError:
+    detail = f"file has {size} bytes, more than the limit of {max_bytes} bytes"
+    if max_bytes % (1024 * 1024) == 0:
+        detail += f" ({max_bytes // (1024 * 1024)} MiB)"
+    return ManifestError(path, [FieldError(ErrorType.TOO_LONG, "", detail)])
+
+
+# --- identity ---------------------------------------------------------------------------------
+
+_MAX_NAME: Final = 253  # a pod name is a DNS subdomain
+
+
+def _rfc3339nano(ns: int) -> str:
+    """Go's time.RFC3339Nano in UTC: nanoseconds with trailing zeros trimmed."""
+    secs, frac = divmod(ns, 1_000_000_000)
+    text = datetime.fromtimestamp(secs, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    if frac:
+        text += "." + f"{frac:09d}".rstrip("0")
+    return text + "Z"
+
+
+def _decode(data: bytes, *, source: str, uid: str, node_name: str) -> StaticPod | ManifestError:
+    try:
+        decoded = decode_pod(data, source=source)
+    except ManifestError as exc:
+        return exc
+    except Exception as exc:
+        # A validation bug must not take every other pod down with this one file.
+        logger.exception("%s: internal error while decoding the manifest", source)
+        return ManifestError(
+            source,
+            [FieldError(ErrorType.INVALID, "", f"internal error: {type(exc).__name__}: {exc}")],
+        )
+    return _identify(decoded, source=source, uid=uid, node_name=node_name, seen_ns=time.time_ns())
+
+
+def _identify(
+    decoded: DecodedPod, *, source: str, uid: str, node_name: str, seen_ns: int
+) -> StaticPod | ManifestError:
+    """kubelet's applyDefaults for file-sourced pods (pkg/kubelet/config/common.go)."""
+    pod = decoded.pod
+    meta = pod.metadata
+    if not meta.name:
+        return ManifestError(
+            source,
+            [FieldError(ErrorType.REQUIRED, "metadata.name", "name or generateName is required")],
+        )
+    full_name = f"{meta.name}-{node_name.lower()}"
+    if len(full_name) > _MAX_NAME:
+        return ManifestError(
+            source,
+            [
+                FieldError(
+                    ErrorType.TOO_LONG,
+                    "metadata.name",
+                    f"may not be more than {_MAX_NAME} characters once the node name is "
+                    f'appended ("{meta.name}-<node name>" is {len(full_name)})',
+                )
+            ],
+        )
+    namespace = meta.namespace or "default"
+    annotations = dict(meta.annotations or {})
+    annotations.update(
+        {
+            CONFIG_SOURCE: "file",
+            CONFIG_HASH: uid,
+            CONFIG_SEEN: _rfc3339nano(seen_ns),
+            CONFIG_FILE: source,
+        }
+    )
+    created = datetime.fromtimestamp(seen_ns // 1_000_000_000, UTC)
+    metadata = meta.model_copy(
+        update={
+            "name": full_name,
+            "namespace": namespace,
+            "uid": uid,
+            "annotations": annotations,
+            "creation_timestamp": created,
+        }
+    )
+    spec = pod.spec.model_copy(update={"node_name": node_name})
+    return StaticPod(
+        key=pod_key(namespace, full_name),
+        uid=uid,
+        metadata=metadata,
+        pod=pod.model_copy(update={"spec": spec}),
+        source=source,
+        warnings=decoded.warnings,
+    )
+
+
+# --- the source -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    fingerprint: _Fingerprint  # the state the result was made from
+    uid: str | None  # UID of the bytes read; None when they could not be read
+    result: StaticPod | ManifestError  # before duplicate resolution
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    fingerprint: _Fingerprint | None  # the state waiting to settle; None: the path is absent
+    since: float  # time.monotonic() when this state was first observed
+
+
+class ManifestSource:
+    """Watches one directory and publishes the static pods it declares (see the module doc).
+
+    ``run`` is the daemon's entry point. ``scan_once`` is the same pass without inotify, for
+    tests and one-shot use; do not call it while ``run`` is active."""
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        node_name: str,
+        resync_period: float = 20.0,
+        settle_delay: float = 0.05,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+    ) -> None:
+        self._directory = directory
+        self._node_name = node_name
+        self._resync_period = resync_period
+        self._settle_delay = settle_delay
+        self._max_bytes = max_bytes
+
+        # State owned by the refresh pass (one at a time, in a worker thread).
+        self._entries: dict[str, _Entry] = {}  # by path: the last settled result per file
+        self._pending: dict[str, _Pending] = {}  # by path: changes waiting to settle
+        self._desired = DesiredSet()  # the latest snapshot; replaced, never mutated
+        self._inotify: Inotify | None = None  # set by run(); None: resync only
+        self._watch: Watch | None = None  # our watch on the directory, when placed
+        self._dir_problem: str | None = None  # why the directory cannot be listed (logged once)
+        self._watch_problem: str | None = None  # why it cannot be watched (logged once)
+
+        # State owned by the event loop (the inotify reader), handed over before each pass.
+        self._dirty: set[str] = set()  # paths named by events since the last pass
+        self._done: set[str] = set()  # of those, paths whose writer finished (close, moved in)
+        self._rewatch = False  # our watch is gone (directory deleted or moved away)
+        self._overflow = False  # the kernel dropped events: a full pass is needed
+        self._settling: frozenset[str] = frozenset()  # paths pending after the last pass
+        self._wake = asyncio.Event()  # replaced in run(): an Event binds to its first loop
+        self._running = False
+
+    @property
+    def directory(self) -> Path:
+        return self._directory
+
+    def snapshot(self) -> DesiredSet:
+        """The latest published desired set (empty before the first pass)."""
+        return self._desired
+
+    def scan_once(self, *, wait: float | None = None) -> DesiredSet:
+        """A full pass over the directory, blocking, without inotify. Files still settling are
+        waited for, up to ``wait`` seconds (default: max(1 s, 4 x settle_delay))."""
+        if self._running:
+            raise RuntimeError("scan_once() while run() is active")
+        return self._initial_pass(wait)
+
+    async def run(self, publish: Callable[[DesiredSet], None]) -> None:
+        """Scan, publish once, then publish every change until cancelled."""
+        if self._running:
+            raise RuntimeError("ManifestSource.run() is already running")
+        self._running = True
+        self._wake = asyncio.Event()
+        try:
+            inotify: Inotify | None = Inotify(cache_size=256)
+        except OSError as exc:
+            logger.warning(
+                "%s: inotify unavailable (%s); relying on the resync every %gs",
+                self._directory,
+                exc,
+                self._resync_period,
+            )
+            inotify = None
+        self._inotify = inotify
+        try:
+            async with asyncio.TaskGroup() as tg:
+                if inotify is not None:
+                    tg.create_task(self._read_events(inotify), name=f"inotify {self._directory}")
+                await self._main_loop(publish)
+        finally:
+            self._inotify = None
+            self._watch = None
+            if inotify is not None:
+                inotify.close()
+            self._running = False
+
+    # --- loop side ----------------------------------------------------------------------------
+
+    async def _main_loop(self, publish: Callable[[DesiredSet], None]) -> None:
+        loop = asyncio.get_running_loop()
+        # The first snapshot should be complete: a consumer that adopts running pods must not
+        # see an empty set only because a file's ctime is a few milliseconds old.
+        deadline = loop.time() + self._initial_wait()
+        settle_in = await self._pass(full=True)
+        while settle_in is not None and loop.time() + settle_in <= deadline:
+            await asyncio.sleep(settle_in)
+            settle_in = await self._pass(full=False)
+        published = self._desired
+        publish(published)
+        next_resync = loop.time() + self._resync_period
+        while True:
+            timeout = next_resync - loop.time()
+            if settle_in is not None:
+                timeout = min(timeout, settle_in)
+            if timeout > 0:
+                try:
+                    async with asyncio.timeout(timeout):
+                        await self._wake.wait()
+                except TimeoutError:
+                    pass
+                # Let the reader drain what the kernel has already queued: one pass per burst.
+                await asyncio.sleep(0)
+            self._wake.clear()
+
+            full = loop.time() >= next_resync
+            if full:
+                next_resync = loop.time() + self._resync_period
+            settle_in = await self._pass(full=full)
+            if self._desired is not published:
+                published = self._desired
+                publish(published)
+
+    async def _pass(self, *, full: bool) -> float | None:
+        """Hand what inotify collected to one refresh pass in a worker thread."""
+        dirty, self._dirty = self._dirty, set()
+        done, self._done = self._done, set()
+        rewatch, self._rewatch = self._rewatch, False
+        full = full or self._overflow
+        self._overflow = False
+        work = asyncio.ensure_future(
+            asyncio.to_thread(self._refresh, full=full, dirty=dirty, done=done, rewatch=rewatch)
+        )
+        try:
+            settle_in = await asyncio.shield(work)
+        except asyncio.CancelledError:
+            # A thread cannot be interrupted. Let the pass finish before run() closes the
+            # inotify instance and hands the state to anyone else; it is short (stat and, for
+            # changed files only, read and parse).
+            with contextlib.suppress(Exception):
+                await work
+            raise
+        self._settling = frozenset(self._pending)
+        return settle_in
+
+    async def _read_events(self, inotify: Inotify) -> None:
+        async for event in inotify:
+            if self._note(event):
+                self._wake.set()
+
+    def _note(self, event: Event) -> bool:
+        """Record one event; True when the main loop should wake for it."""
+        mask = event.mask
+        if Mask.Q_OVERFLOW in mask:
+            logger.warning("%s: inotify queue overflow; rescanning", self._directory)
+            self._overflow = True
+            return True
+        if mask & _WATCH_GONE and event.name is None:
+            if event.watch is not None and event.watch is self._watch:
+                self._rewatch = True
+                return True
+            return False
+        if event.name is None or Mask.ISDIR in mask:
+            return False
+        name = str(event.name)
+        if not is_manifest_name(name):
+            return False
+        path = str(self._directory / name)
+        wake = path not in self._dirty and path not in self._settling
+        self._dirty.add(path)
+        if mask & _WRITER_DONE:
+            self._done.add(path)
+            return True
+        # A write after a close reopens the file: it must settle again.
+        self._done.discard(path)
+        return wake
+
+    def _settle_wait(self) -> float | None:
+        if not self._pending:
+            return None
+        now, wall = time.monotonic(), time.time()
+        return max(
+            _MIN_SLEEP,
+            min(self._settle_delay - self._age(p, now, wall) for p in self._pending.values()),
+        )
+
+    # --- refresh pass (worker thread) ---------------------------------------------------------
+
+    def _initial_wait(self) -> float:
+        return max(1.0, 4 * self._settle_delay)
+
+    def _initial_pass(self, wait: float | None) -> DesiredSet:
+        deadline = time.monotonic() + (self._initial_wait() if wait is None else wait)
+        delay = self._refresh(full=True, dirty=set(), done=set(), rewatch=False)
+        while delay is not None and time.monotonic() + delay <= deadline:
+            time.sleep(delay)
+            delay = self._refresh(full=False, dirty=set(), done=set(), rewatch=False)
+        return self._desired
+
+    def _refresh(
+        self, *, full: bool, dirty: set[str], done: set[str], rewatch: bool
+    ) -> float | None:
+        """One pass; returns how long until a pending path may settle (None: nothing pending)."""
+        if rewatch:
+            self._drop_watch()
+        candidates = set(dirty) | set(self._pending)
+        if full or rewatch:
+            self._ensure_watch()
+            candidates |= self._list() | set(self._entries)
+        for path in sorted(candidates):
+            self._examine(path, done=path in done)
+        self._publish_if_changed(self._build())
+        return self._settle_wait()
+
+    def _drop_watch(self) -> None:
+        watch, self._watch = self._watch, None
+        if watch is not None and self._inotify is not None:
+            with contextlib.suppress(OSError):  # already gone with the directory
+                self._inotify.rm_watch(watch)
+
+    def _ensure_watch(self) -> None:
+        # Placed before listing, so nothing written between the two can be missed.
+        if self._inotify is None or self._watch is not None:
+            return
+        try:
+            self._watch = self._inotify.add_watch(self._directory, _WATCH_MASK)
+        except (FileNotFoundError, NotADirectoryError):
+            return  # _list() reports it
+        except OSError as exc:
+            problem = exc.strerror or str(exc)
+            if problem != self._watch_problem:
+                logger.warning(
+                    "%s: cannot watch the manifest directory (%s); relying on the resync every %gs",
+                    self._directory,
+                    problem,
+                    self._resync_period,
+                )
+            self._watch_problem = problem
+            return
+        self._watch_problem = None
+
+    def _list(self) -> set[str]:
+        try:
+            names = os.listdir(self._directory)
+        except OSError as exc:
+            problem = "does not exist" if isinstance(exc, FileNotFoundError) else exc.strerror
+            problem = problem or str(exc)
+            if problem != self._dir_problem:
+                logger.warning(
+                    "manifest directory %s %s; looking again every %gs",
+                    self._directory,
+                    problem,
+                    self._resync_period,
+                )
+            self._dir_problem = problem
+            return set()
+        if self._dir_problem is not None:
+            logger.info("manifest directory %s is present", self._directory)
+            self._dir_problem = None
+        return {str(self._directory / n) for n in names if is_manifest_name(n)}
+
+    def _age(self, pending: _Pending, now: float, wall: float) -> float:
+        """How long the pending state has provably been unchanged."""
+        age = now - pending.since
+        if pending.fingerprint is not None:
+            ctime = pending.fingerprint[3] / 1e9
+            if ctime <= wall:  # a ctime in the future (clock stepped back) proves nothing
+                age = max(age, wall - ctime - _CLOCK_SLACK)
+        return age
+
+    def _examine(self, path: str, *, done: bool) -> None:
+        """Bring one path's entry up to date, if its current state has settled."""
+        fp: _Fingerprint | None
+        try:
+            st = os.stat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            fp = None  # absent (or a dangling symlink)
+        except OSError:
+            fp = _UNSTATABLE  # e.g. ELOOP: the read reports why
+        else:
+            fp = None if stat.S_ISDIR(st.st_mode) else _fingerprint(st)
+
+        entry = self._entries.get(path)
+        if fp == (entry.fingerprint if entry is not None else None):
+            self._pending.pop(path, None)  # unchanged (or absent and unknown)
+            return
+
+        now, wall = time.monotonic(), time.time()
+        pending = self._pending.get(path)
+        if pending is None or pending.fingerprint != fp:
+            pending = _Pending(fp, since=now)
+            self._pending[path] = pending
+        settled = (done and fp is not None) or self._age(pending, now, wall) >= self._settle_delay
+        if not settled:
+            return
+
+        if fp is None:
+            # Present -> absent, settled: the pod goes with the file.
+            self._pending.pop(path, None)
+            self._entries.pop(path, None)
+            return
+
+        outcome = _read_file(path, max_bytes=self._max_bytes)
+        if isinstance(outcome, _Absent):
+            self._pending[path] = _Pending(None, since=now)
+            return
+        if isinstance(outcome, _Changing):
+            self._pending[path] = _Pending(outcome.fingerprint, since=time.monotonic())
+            return
+        if isinstance(outcome, _Unreadable):
+            self._pending.pop(path, None)
+            self._entries[path] = _Entry(outcome.fingerprint or fp, None, outcome.error)
+            return
+        if outcome.fingerprint != fp and not done:
+            # Replaced or rewritten between the settle check and the read: settle that.
+            self._pending[path] = _Pending(outcome.fingerprint, since=time.monotonic())
+            return
+
+        self._pending.pop(path, None)
+        uid = static_pod_uid(outcome.data, node_name=self._node_name, path=path)
+        if entry is not None and entry.uid == uid:
+            # Same bytes (a touch, a rewrite of the same content): same object, same seen.
+            self._entries[path] = _Entry(outcome.fingerprint, uid, entry.result)
+            return
+        result = _decode(outcome.data, source=path, uid=uid, node_name=self._node_name)
+        self._entries[path] = _Entry(outcome.fingerprint, uid, result)
+
+    def _build(self) -> DesiredSet:
+        """Entries -> snapshot, resolving duplicate keys (the incumbent keeps its key)."""
+        owners = {key: sp.source for key, sp in self._desired.pods.items()}
+        candidates = [
+            (path, e.result)
+            for path, e in sorted(self._entries.items())
+            if isinstance(e.result, StaticPod)
+        ]
+        pods: dict[PodKey, StaticPod] = {}
+        for path, sp in candidates:
+            if owners.get(sp.key) == path:
+                pods[sp.key] = sp
+        errors: dict[str, ManifestError] = {}
+        for path, sp in candidates:
+            holder = pods.get(sp.key)
+            if holder is None:
+                pods[sp.key] = sp
+            elif holder.source != path:
+                errors[path] = self._duplicate(path, sp, holder.source)
+        for path, e in self._entries.items():
+            if isinstance(e.result, ManifestError):
+                errors[path] = e.result
+        return DesiredSet(pods=pods, errors=dict(sorted(errors.items())))
+
+    def _duplicate(self, path: str, sp: StaticPod, holder: str) -> ManifestError:
+        old = self._desired.errors.get(path)
+        error = ManifestError(
+            path,
+            [
+                FieldError(
+                    ErrorType.DUPLICATE,
+                    "metadata.name",
+                    f"already declared by {holder}",
+                    value=sp.pod.metadata.name,
+                )
+            ],
+        )
+        # Keep the published object when nothing changed, like pods.
+        return old if old is not None and old.lines() == error.lines() else error
+
+    def _publish_if_changed(self, new: DesiredSet) -> None:
+        old = self._desired
+        old_errors = {p: e.lines() for p, e in old.errors.items()}
+        new_errors = {p: e.lines() for p, e in new.errors.items()}
+        if {k: v.uid for k, v in old.pods.items()} == {
+            k: v.uid for k, v in new.pods.items()
+        } and old_errors == new_errors:
+            return
+        for key, sp in new.pods.items():
+            before = old.pods.get(key)
+            if before is None or before.uid != sp.uid:
+                verb = (
+                    "changed" if before is not None and before.source == sp.source else "declares"
+                )
+                logger.info("%s: %s pod %s (uid %s)", sp.source, verb, key, sp.uid)
+                for warning in sp.warnings:
+                    logger.warning("%s: %s", sp.source, warning)
+        for key, sp in old.pods.items():
+            if key not in new.pods:
+                logger.info("%s: pod %s is no longer declared", sp.source, key)
+        for path, lines in new_errors.items():
+            if old_errors.get(path) != lines:
+                logger.warning(
+                    "%s: could not process manifest file: %s",
+                    path,
+                    "; ".join(str(e) for e in new.errors[path].errors),
+                )
+        for path in old_errors.keys() - new_errors.keys():
+            logger.info("%s: no longer in error", path)
+        self._desired = new
