@@ -54,9 +54,7 @@ def get_phase(
         if c.is_sidecar:
             continue
         s = inits.get(c.name)
-        if s is None:
-            pending_regular_init += 1
-        elif s.state.running is not None:
+        if s is None or s.state.running is not None:
             pending_regular_init += 1
         elif s.state.terminated is not None:
             if s.state.terminated.exit_code != 0:
@@ -114,10 +112,7 @@ def get_phase(
         return "Failed"
     if (
         pending_regular_init > 0
-        or (
-            pending_restartable_init > 0
-            and not has_any_regular_container_started(spec, statuses)
-        )
+        or (pending_restartable_init > 0 and not has_any_regular_container_started(spec, statuses))
         or waiting > 0
     ):
         return "Pending"
@@ -178,8 +173,10 @@ def get_conditions(
             done = s is not None and s.state.running is not None and bool(s.started)
             done = done or has_any_regular_container_started(spec, statuses)
         else:
-            done = s is not None and s.state.terminated is not None and (
-                s.state.terminated.exit_code == 0
+            done = (
+                s is not None
+                and s.state.terminated is not None
+                and (s.state.terminated.exit_code == 0)
             )
             done = done or has_any_regular_container_started(spec, statuses)
         if not done:
@@ -194,7 +191,9 @@ def get_conditions(
     completed = phase == "Succeeded"
     ready = not unready and not completed and phase != "Failed"
     not_ready_reason = "PodCompleted" if completed else "ContainersNotReady"
-    not_ready_message = None if completed else f"containers with unready status: [{' '.join(unready)}]"
+    not_ready_message = (
+        None if completed else f"containers with unready status: [{' '.join(unready)}]"
+    )
 
     scheduled_ok, sched_reason, sched_message = scheduled
     return [

@@ -1,0 +1,668 @@
+"""One supervised task per pod: start it, keep it to its restartPolicy, stop it gracefully.
+
+The worker is kubelet's pod worker and SyncPod in one level-triggered loop:
+
+    sync()     look at every container's record and decide: start an init container, start or
+               restart a regular one (ShouldContainerBeRestarted + CrashLoopBackOff), finish
+               the pod when nothing will run again; do it through the Runtime.
+    publish()  render the records into a v1 PodStatus (status.phase) for the store.
+    wait()     sleep until something changes: a container exits, a backoff expires, a probe
+               result flips, or a stop is requested.
+
+Decisions read only the records, so a test can drive the worker with a FakeRuntime and watch
+what it starts. Each running container instance has one waiter task (owned by the worker's
+TaskGroup) that turns ``Runtime.wait_container`` into a message on the worker's queue; nothing
+else touches the records concurrently.
+
+Expected failures stay here: a runtime error becomes a Waiting reason, a Warning event and a
+backoff. Only bugs escape the worker (and then the reconciler's TaskGroup stops the daemon).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from minikubelet.api.env import expand_command, resolve_env
+from minikubelet.api.errors import ContainerConfigError, RuntimeFailure, StartFailure
+from minikubelet.api.identity import StaticPod
+from minikubelet.api.model import (
+    Container,
+    ContainerState,
+    ContainerStateRunning,
+    ContainerStateTerminated,
+    ContainerStateWaiting,
+    ContainerStatus,
+    EventType,
+    ObjectReference,
+    PodCondition,
+    PodIP,
+    PodStatus,
+    PodView,
+    dump,
+    format_time,
+    now,
+)
+from minikubelet.pods.backoff import Backoff, format_go_duration
+from minikubelet.runtime.base import (
+    ContainerConfig,
+    ContainerExit,
+    ContainerID,
+    ContainerKind,
+    ExitReason,
+    PodSandboxConfig,
+    Runtime,
+)
+from minikubelet.status.events import EventRecorder
+from minikubelet.status.phase import get_conditions, get_phase
+from minikubelet.status.store import PodEntry, StatusStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    node_name: str
+    host_ip: str
+    backoff_initial: float = 10.0
+    backoff_max: float = 300.0
+    backoff_reset: float = 600.0
+    minimum_grace_period: float = 2.0
+    allocatable: Mapping[str, Decimal] = field(default_factory=dict)  # resourceFieldRef fallback
+
+
+@dataclass(slots=True)
+class ContainerRecord:
+    """What the worker knows about one container of the pod (all its instances)."""
+
+    spec: Container
+    kind: ContainerKind
+    field_path: str  # for events: spec.containers{name} / spec.initContainers{name}
+    instances: int = 0  # instances started so far; restartCount = instances - 1
+    container_id: ContainerID | None = None  # the current or most recent instance
+    running: bool = False  # the current instance is alive
+    started_at: datetime | None = None  # when the current instance started
+    exit: ContainerExit | None = None  # the current instance's exit, once it ended
+    last_exit: ContainerExit | None = None  # the instance before that (status.lastState)
+    attempt_at: float | None = None  # loop time of the last failed attempt or exit (backoff)
+    waiting_reason: str | None = None  # why it is not running: CrashLoopBackOff, ...
+    waiting_message: str | None = None
+    backoff_reported: bool = False  # the BackOff event for the current wait was recorded
+    ready: bool = False  # readiness (no probe: ready while running)
+    started: bool = False  # startup passed (no probe: started while running)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def restart_count(self) -> int:
+        return max(0, self.instances - 1)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.exit is not None and self.exit.exit_code == 0 and not self.running
+
+
+@dataclass(frozen=True, slots=True)
+class _Exited:
+    name: str
+    container_id: ContainerID
+    exit: ContainerExit
+
+
+@dataclass(frozen=True, slots=True)
+class _Stop:
+    pass
+
+
+_Message = _Exited | _Stop
+
+
+def should_restart(policy: str, exit_code: int) -> bool:
+    """kubelet's ShouldContainerBeRestarted for a container that has run and exited."""
+    if policy == "Never":
+        return False
+    return not (policy == "OnFailure" and exit_code == 0)
+
+
+def _terminated(exit: ContainerExit, container_id: str | None) -> ContainerStateTerminated:
+    return ContainerStateTerminated(
+        exit_code=exit.exit_code,
+        signal=exit.signal,
+        reason=exit.reason.value,
+        message=exit.message,
+        started_at=exit.started_at.replace(microsecond=0),
+        finished_at=exit.finished_at.replace(microsecond=0),
+        container_id=container_id,
+    )
+
+
+@dataclass(slots=True)
+class _Progress:
+    """What one sync pass decided beyond starting containers."""
+
+    wake_in: list[float] = field(default_factory=list)  # seconds until a backoff expires
+
+
+class PodWorker:
+    def __init__(
+        self,
+        static: StaticPod,
+        *,
+        runtime: Runtime,
+        store: StatusStore,
+        events: EventRecorder,
+        settings: WorkerSettings,
+        predecessor: asyncio.Task[None] | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.static = static
+        self.runtime = runtime
+        self._store = store
+        self._events = events
+        self._settings = settings
+        self._predecessor = predecessor
+        self._clock = clock or asyncio.get_running_loop().time
+        self._queue: asyncio.Queue[_Message] = asyncio.Queue()
+        self._stop_requested = False
+        self._backoff = Backoff(
+            initial=settings.backoff_initial,
+            maximum=settings.backoff_max,
+            reset=settings.backoff_reset,
+            clock=self._clock,
+        )
+        spec = static.pod.spec
+        self._init = [
+            ContainerRecord(
+                spec=c,
+                kind=ContainerKind.SIDECAR if c.is_sidecar else ContainerKind.INIT,
+                field_path=f"spec.initContainers{{{c.name}}}",
+                waiting_reason="PodInitializing",
+            )
+            for c in spec.init_containers or []
+        ]
+        self._regular = [
+            ContainerRecord(
+                spec=c,
+                kind=ContainerKind.REGULAR,
+                field_path=f"spec.containers{{{c.name}}}",
+                waiting_reason="PodInitializing" if spec.init_containers else "ContainerCreating",
+            )
+            for c in spec.containers
+        ]
+        self._records = {r.name: r for r in [*self._init, *self._regular]}
+        self.sandbox = PodSandboxConfig(
+            uid=static.uid, name=static.name, namespace=static.namespace, spec=spec
+        )
+        self._pod_ip: str | None = None
+        self._initialized = False  # every init container has done its part (latched)
+        self._finished = False  # restartPolicy says nothing will run again
+        self._failed_init = False  # a plain init container failed under restartPolicy Never
+        self._terminating = False
+        self._start_time = now()
+        self._conditions: list[PodCondition] = []
+        self._tg: asyncio.TaskGroup | None = None
+        self.log = logging.LoggerAdapter(log, {"pod": static.key})
+
+    # --- control ------------------------------------------------------------------------------
+
+    @property
+    def uid(self) -> str:
+        return self.static.uid
+
+    def request_stop(self) -> None:
+        """Ask for a graceful stop (file removed or changed, daemon shutting down)."""
+        if not self._stop_requested:
+            self._stop_requested = True
+            self._queue.put_nowait(_Stop())
+
+    async def run(self) -> None:
+        if self._predecessor is not None:
+            # The same pod name from an older manifest: let it stop before this one starts,
+            # so that the two never hold the same ports or files at once.
+            await asyncio.wait([self._predecessor])
+        self._store.put(self.static.key, self._entry())
+        self._record_warnings()
+        async with asyncio.TaskGroup() as tg:
+            self._tg = tg
+            try:
+                if await self._start_sandbox():
+                    while not self._stop_requested:
+                        progress = await self._sync()
+                        self._publish()
+                        await self._wait(min(progress.wake_in, default=None))
+            finally:
+                # Running -> Terminating. Runs on stop and on cancellation alike.
+                await self._terminate()
+        self._store.remove(self.static.key, uid=self.uid)
+
+    # --- events -------------------------------------------------------------------------------
+
+    def _ref(self, field_path: str | None = None) -> ObjectReference:
+        return ObjectReference(
+            kind="Pod",
+            namespace=self.static.namespace,
+            name=self.static.name,
+            uid=self.uid,
+            api_version="v1",
+            field_path=field_path,
+        )
+
+    def event(
+        self, type_: EventType, reason: str, message: str, *, field_path: str | None = None
+    ) -> None:
+        self._events.record(self._ref(field_path), type=type_, reason=reason, message=message)
+
+    def _record_warnings(self) -> None:
+        for warning in self.static.warnings:
+            self.event("Warning", "UnsupportedField", warning)
+
+    # --- sandbox ------------------------------------------------------------------------------
+
+    async def _start_sandbox(self) -> bool:
+        """Create the pod's sandbox, retrying with backoff; False if a stop came first."""
+        while not self._stop_requested:
+            try:
+                sandbox = await self.runtime.start_pod(self.sandbox)
+            except RuntimeFailure as exc:
+                self.event(
+                    "Warning", "FailedCreatePodSandBox", f"Failed to create pod sandbox: {exc}"
+                )
+                self._backoff.next("sandbox", self._clock())
+                self._publish()
+                await self._wait(self._backoff.get("sandbox"))
+                continue
+            self._pod_ip = sandbox.pod_ip
+            return True
+        return False
+
+    # --- the sync pass ------------------------------------------------------------------------
+
+    async def _sync(self) -> _Progress:
+        progress = _Progress()
+        if self._finished or self._terminating:
+            return progress
+        if not self._initialized:
+            self._initialized = await self._sync_init(progress)
+            if not self._initialized:
+                return progress
+        await self._sync_regular(progress)
+        return progress
+
+    async def _sync_init(self, progress: _Progress) -> bool:
+        """Init containers strictly in order; True once every one has done its part."""
+        policy = self.static.pod.spec.restart_policy
+        for rec in self._init:
+            if rec.kind is ContainerKind.SIDECAR:
+                # A sidecar's part is to be running (and started): then the next one may go.
+                if not rec.running:
+                    await self._start_with_backoff(rec, progress)
+                if not (rec.running and rec.started):
+                    return False
+                continue
+            if rec.running:
+                return False
+            if rec.succeeded:
+                continue
+            if rec.exit is not None and policy == "Never":
+                # A failed init container under Never fails the pod (kubelet kills it).
+                self._failed_init = True
+                await self._finish()
+                return False
+            await self._start_with_backoff(rec, progress)
+            return False
+        return True
+
+    async def _sync_regular(self, progress: _Progress) -> None:
+        policy = self.static.pod.spec.restart_policy
+        will_run = False
+        for rec in self._regular:
+            if rec.running:
+                will_run = True
+            elif rec.instances == 0 or rec.exit is None:
+                # Never ran, or every attempt so far failed before a process existed.
+                will_run = True
+                await self._start_with_backoff(rec, progress)
+            elif should_restart(policy, rec.exit.exit_code):
+                will_run = True
+                await self._start_with_backoff(rec, progress)
+        if not will_run:
+            await self._finish()
+            return
+        for rec in self._init:
+            if rec.kind is ContainerKind.SIDECAR and not rec.running:
+                await self._start_with_backoff(rec, progress)
+
+    async def _finish(self) -> None:
+        """Nothing will run again (a completed or failed pod): stop the sidecars, in reverse."""
+        self._finished = True
+        await self._kill_all(reason_message=None)
+
+    async def _start_with_backoff(self, rec: ContainerRecord, progress: _Progress) -> None:
+        key = f"{self.uid}/{rec.name}"
+        if rec.attempt_at is not None:
+            remaining = self._backoff.remaining(key, rec.attempt_at)
+            if remaining > 0:
+                delay = format_go_duration(self._backoff.get(key))
+                pod = f"{self.static.name}_{self.static.namespace}({self.uid})"
+                if rec.waiting_reason != "CreateContainerConfigError":
+                    rec.waiting_reason = "CrashLoopBackOff"
+                    rec.waiting_message = (
+                        f"back-off {delay} restarting failed container={rec.name} pod={pod}"
+                    )
+                if not rec.backoff_reported:
+                    rec.backoff_reported = True
+                    self.event(
+                        "Warning",
+                        "BackOff",
+                        f"Back-off restarting failed container {rec.name} in pod {pod}",
+                        field_path=rec.field_path,
+                    )
+                progress.wake_in.append(remaining)
+                return
+            self._backoff.next(key, rec.attempt_at)
+        await self._start(rec)
+        if not rec.running:
+            progress.wake_in.append(0.0)  # the attempt failed: decide again (backoff applies)
+
+    async def _start(self, rec: ContainerRecord) -> None:
+        spec = self.static.pod.spec
+        try:
+            env = resolve_env(
+                pod_metadata=self.static.metadata,
+                spec=spec,
+                container=rec.spec,
+                node_name=self._settings.node_name,
+                host_ip=self._settings.host_ip,
+                pod_ip=self._pod_ip or "",
+                allocatable=self._settings.allocatable,
+            )
+            command, args = expand_command(rec.spec.command, rec.spec.args, env=env)
+            config = ContainerConfig(
+                container=rec.spec,
+                kind=rec.kind,
+                command=command,
+                args=args,
+                env=tuple(env),
+                restart_count=rec.instances,
+            )
+            started = await self.runtime.start_container(self.sandbox, config)
+        except ContainerConfigError as exc:
+            self._failed_attempt(rec, "CreateContainerConfigError", str(exc))
+            return
+        except StartFailure as exc:
+            # The instance existed but its process never ran: StartError, exit code 128.
+            stamp = now()
+            rec.instances += 1
+            rec.last_exit = rec.exit or rec.last_exit
+            rec.exit = ContainerExit(
+                exit_code=128,
+                signal=None,
+                reason=ExitReason.START_ERROR,
+                message=str(exc),
+                started_at=stamp,
+                finished_at=stamp,
+            )
+            self._failed_attempt(rec, None, str(exc))
+            return
+        except RuntimeFailure as exc:
+            self._failed_attempt(rec, "RunContainerError", str(exc))
+            return
+        # Waiting -> Running
+        if rec.exit is not None:
+            rec.last_exit = rec.exit
+        rec.exit = None
+        rec.instances += 1
+        rec.container_id = started.container_id
+        rec.running = True
+        rec.started_at = started.started_at
+        rec.waiting_reason = rec.waiting_message = None
+        rec.backoff_reported = False
+        has_startup = rec.spec.startup_probe is not None
+        rec.started = not has_startup
+        rec.ready = rec.started and rec.spec.readiness_probe is None
+        self.event("Normal", "Created", f"Created container: {rec.name}", field_path=rec.field_path)
+        self.event("Normal", "Started", f"Started container {rec.name}", field_path=rec.field_path)
+        assert self._tg is not None
+        self._tg.create_task(
+            self._watch(rec.name, started.container_id),
+            name=f"wait {self.static.key}/{rec.name}#{rec.restart_count}",
+        )
+
+    def _failed_attempt(self, rec: ContainerRecord, reason: str | None, message: str) -> None:
+        rec.attempt_at = self._clock()
+        rec.backoff_reported = False
+        rec.waiting_reason = reason
+        rec.waiting_message = message if reason else None
+        self.event("Warning", "Failed", f"Error: {message}", field_path=rec.field_path)
+        self.log.warning("container %s: %s", rec.name, message)
+
+    async def _watch(self, name: str, container_id: ContainerID) -> None:
+        try:
+            exit = await self.runtime.wait_container(container_id)
+        except RuntimeFailure as exc:
+            # The engine lost the container: kubelet reports it as ContainerStatusUnknown.
+            stamp = now()
+            exit = ContainerExit(
+                exit_code=137,
+                signal=None,
+                reason=ExitReason.ERROR,
+                message=f"The container could not be located when the pod was terminated: {exc}",
+                started_at=stamp,
+                finished_at=stamp,
+            )
+        self._queue.put_nowait(_Exited(name, container_id, exit))
+
+    # --- messages -----------------------------------------------------------------------------
+
+    async def _wait(self, timeout: float | None) -> None:
+        try:
+            async with asyncio.timeout(timeout):
+                message = await self._queue.get()
+        except TimeoutError:
+            return
+        await self._handle(message)
+        while not self._queue.empty():
+            await self._handle(self._queue.get_nowait())
+
+    async def _handle(self, message: _Message) -> None:
+        if isinstance(message, _Stop):
+            return
+        rec = self._records[message.name]
+        if rec.container_id != message.container_id:
+            return
+        # Running -> Terminated
+        rec.running = rec.ready = rec.started = False
+        rec.exit = message.exit
+        rec.attempt_at = self._clock()
+        rec.backoff_reported = False
+        rec.waiting_reason = rec.waiting_message = None
+        self.log.info(
+            "container %s exited with %d (%s)",
+            rec.name,
+            message.exit.exit_code,
+            message.exit.reason.value,
+        )
+        with contextlib.suppress(RuntimeFailure):
+            await self.runtime.remove_container(message.container_id)
+
+    # --- termination --------------------------------------------------------------------------
+
+    async def _kill(self, rec: ContainerRecord, *, grace: float, message: str | None) -> None:
+        if not rec.running or rec.container_id is None:
+            return
+        self.event(
+            "Normal",
+            "Killing",
+            message or f"Stopping container {rec.name}",
+            field_path=rec.field_path,
+        )
+        try:
+            await self.runtime.stop_container(rec.container_id, grace_seconds=grace)
+        except RuntimeFailure as exc:
+            self.log.warning("stopping container %s: %s", rec.name, exc)
+            return
+        # The waiter delivers the exit; take it now so that status is right at once.
+        await self._drain_exits(rec)
+
+    async def _drain_exits(self, rec: ContainerRecord) -> None:
+        loop_deadline = self._clock() + 5.0
+        while rec.running and self._clock() < loop_deadline:
+            try:
+                async with asyncio.timeout(max(0.0, loop_deadline - self._clock())):
+                    message = await self._queue.get()
+            except TimeoutError:
+                break
+            if isinstance(message, _Stop):
+                continue
+            await self._handle(message)
+
+    async def _kill_all(self, *, reason_message: str | None) -> None:
+        """Regular (and plain init) containers in parallel, then sidecars in reverse order."""
+        grace = float(self.static.pod.spec.termination_grace_period_seconds)
+        first = [r for r in [*self._init, *self._regular] if r.kind is not ContainerKind.SIDECAR]
+        await asyncio.gather(
+            *(self._kill(r, grace=grace, message=reason_message) for r in first if r.running)
+        )
+        for rec in reversed([r for r in self._init if r.kind is ContainerKind.SIDECAR]):
+            await self._kill(rec, grace=grace, message=reason_message)
+        self._publish()
+
+    async def _terminate(self) -> None:
+        self._terminating = True
+        self._publish()
+        try:
+            await self._kill_all(reason_message=None)
+        finally:
+            with contextlib.suppress(RuntimeFailure):
+                await self.runtime.stop_pod(self.sandbox)
+            self.log.info("pod stopped")
+
+    # --- status -------------------------------------------------------------------------------
+
+    def _container_status(self, rec: ContainerRecord) -> ContainerStatus:
+        cid = rec.container_id
+        last = ContainerState()
+        if rec.running:
+            state = ContainerState(running=ContainerStateRunning(started_at=rec.started_at))
+            if rec.last_exit is not None:
+                last = ContainerState(terminated=_terminated(rec.last_exit, None))
+        elif rec.waiting_reason is not None or (rec.exit is not None and self._will_restart(rec)):
+            state = ContainerState(
+                waiting=ContainerStateWaiting(
+                    reason=rec.waiting_reason or "ContainerCreating",
+                    message=rec.waiting_message,
+                )
+            )
+            if rec.exit is not None:
+                last = ContainerState(terminated=_terminated(rec.exit, cid))
+        elif rec.exit is not None:
+            state = ContainerState(terminated=_terminated(rec.exit, cid))
+            if rec.last_exit is not None:
+                last = ContainerState(terminated=_terminated(rec.last_exit, None))
+        else:
+            state = ContainerState(waiting=ContainerStateWaiting(reason="ContainerCreating"))
+        return ContainerStatus(
+            name=rec.name,
+            state=state,
+            last_state=last,
+            ready=rec.ready and rec.running,
+            restart_count=rec.restart_count,
+            image=rec.spec.image or "",
+            image_id="",
+            container_id=cid,
+            started=rec.started and rec.running,
+        )
+
+    def _will_restart(self, rec: ContainerRecord) -> bool:
+        """Whether an exited container is waiting to run again (shown as Waiting)."""
+        if self._finished or self._terminating or rec.exit is None:
+            return False
+        if rec.kind is ContainerKind.SIDECAR:
+            return True
+        if rec.kind is ContainerKind.INIT:
+            return rec.exit.exit_code != 0 and self.static.pod.spec.restart_policy != "Never"
+        return should_restart(self.static.pod.spec.restart_policy, rec.exit.exit_code)
+
+    def status(self) -> PodStatus:
+        spec = self.static.pod.spec
+        init_statuses = [self._container_status(r) for r in self._init]
+        statuses = [self._container_status(r) for r in self._regular]
+        phase = get_phase(spec, init_statuses, statuses)
+        stamp = now()
+        self._conditions = get_conditions(
+            spec=spec,
+            phase=phase,
+            init_statuses=init_statuses,
+            statuses=statuses,
+            sandbox_ready=self._pod_ip is not None and not self._terminating,
+            previous=self._conditions,
+            now=stamp,
+        )
+        host_ip = self._settings.host_ip
+        return PodStatus(
+            phase=phase,
+            conditions=self._conditions,
+            host_ip=host_ip,
+            host_ips=[PodIP(ip=host_ip)],
+            pod_ip=self._pod_ip,
+            pod_ips=[PodIP(ip=self._pod_ip)] if self._pod_ip else None,
+            start_time=self._start_time,
+            init_container_statuses=init_statuses if self._init else None,
+            container_statuses=statuses,
+        )
+
+    def _entry(self) -> PodEntry:
+        metadata = dump(self.static.metadata)
+        if self._terminating:
+            metadata["deletionTimestamp"] = format_time(now())
+            metadata["deletionGracePeriodSeconds"] = (
+                self.static.pod.spec.termination_grace_period_seconds
+            )
+        return PodEntry(
+            view=PodView(metadata=metadata, spec=dump(self.static.pod.spec), status=self.status()),
+            runtime=self.runtime.name,
+            source=self.static.source,
+        )
+
+    def _publish(self) -> None:
+        if self._terminating:
+            entry = self._store.get(self.static.key)
+            if entry is not None and "deletionTimestamp" not in entry.view.metadata:
+                self._store.put(self.static.key, self._entry())
+                return
+        self._store.set_status(self.static.key, self.status())
+
+    # --- logs ---------------------------------------------------------------------------------
+
+    def logs(
+        self, container: str, *, previous: bool, tail_lines: int | None, follow: bool
+    ) -> AsyncIterator[bytes]:
+        rec = self._records.get(container)
+        if rec is None or rec.instances == 0:
+            raise LookupError(
+                f'container "{container}" in pod "{self.static.name}" is waiting to start'
+                if rec is not None
+                else f"container {container} is not valid for pod {self.static.name}"
+            )
+        if previous and rec.instances < 2:
+            raise LookupError(
+                f'previous terminated container "{container}" in pod "{self.static.name}" not found'
+            )
+        return self.runtime.logs(
+            self.sandbox,
+            container,
+            restart_count=rec.instances - 1,
+            previous=previous,
+            tail_lines=tail_lines,
+            follow=follow,
+        )
+
+    def container_names(self) -> list[str]:
+        return list(self._records)

@@ -1,0 +1,138 @@
+"""The one fake the project allows: a Runtime that records calls and lets a test end a
+container with any exit code. It runs no process; pod-worker unit tests use it to watch the
+worker's decisions (what it starts, when, and what status it reports)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from minikubelet.api.errors import ContainerConfigError, StartFailure
+from minikubelet.runtime.base import (
+    ContainerConfig,
+    ContainerExit,
+    ContainerID,
+    ExecResult,
+    ExitReason,
+    PodSandbox,
+    PodSandboxConfig,
+    Runtime,
+    StartedContainer,
+)
+
+
+@dataclass
+class FakeContainer:
+    id: ContainerID
+    config: ContainerConfig
+    started_at: datetime
+    exited: asyncio.Future[ContainerExit]
+    stop_grace: float | None = None
+
+
+@dataclass
+class FakeRuntime:
+    calls: list[tuple[str, str]] = field(default_factory=list)  # (operation, container name)
+    containers: dict[ContainerID, FakeContainer] = field(default_factory=dict)
+    fail_config: dict[str, str] = field(default_factory=dict)  # name -> ContainerConfigError
+    fail_start: dict[str, str] = field(default_factory=dict)  # name -> StartFailure
+    exit_on_stop: int = 143  # what a stopped container exits with (SIGTERM)
+    started: asyncio.Event = field(default_factory=asyncio.Event)
+    pods_started: int = 0
+    pods_stopped: int = 0
+
+    @property
+    def name(self) -> str:
+        return "fake"
+
+    async def start_pod(self, pod: PodSandboxConfig) -> PodSandbox:
+        self.pods_started += 1
+        return PodSandbox(pod_ip="127.0.0.1")
+
+    async def stop_pod(self, pod: PodSandboxConfig) -> None:
+        self.pods_stopped += 1
+
+    async def start_container(
+        self, pod: PodSandboxConfig, config: ContainerConfig
+    ) -> StartedContainer:
+        name = config.container.name
+        self.calls.append(("start", name))
+        if name in self.fail_config:
+            raise ContainerConfigError(self.fail_config[name])
+        if name in self.fail_start:
+            raise StartFailure(self.fail_start[name])
+        cid = ContainerID(f"fake://{pod.uid}/{name}/{config.restart_count}")
+        stamp = datetime.now(UTC)
+        self.containers[cid] = FakeContainer(
+            cid, config, stamp, asyncio.get_running_loop().create_future()
+        )
+        self.started.set()
+        return StartedContainer(cid, stamp)
+
+    def running(self, name: str) -> FakeContainer | None:
+        for c in self.containers.values():
+            if c.config.container.name == name and not c.exited.done():
+                return c
+        return None
+
+    def starts(self, name: str) -> int:
+        return sum(1 for op, n in self.calls if op == "start" and n == name)
+
+    def exit(self, name: str, code: int) -> None:
+        """End the running instance of ``name`` with ``code``."""
+        c = self.running(name)
+        assert c is not None, f"{name} is not running"
+        c.exited.set_result(
+            ContainerExit(
+                exit_code=code,
+                signal=None,
+                reason=ExitReason.COMPLETED if code == 0 else ExitReason.ERROR,
+                message=None,
+                started_at=c.started_at,
+                finished_at=datetime.now(UTC),
+            )
+        )
+
+    async def wait_container(self, container_id: ContainerID) -> ContainerExit:
+        return await asyncio.shield(self.containers[container_id].exited)
+
+    async def stop_container(self, container_id: ContainerID, *, grace_seconds: float) -> None:
+        c = self.containers[container_id]
+        self.calls.append(("stop", c.config.container.name))
+        c.stop_grace = grace_seconds
+        if not c.exited.done():
+            self.exit(c.config.container.name, self.exit_on_stop)
+
+    async def remove_container(self, container_id: ContainerID) -> None:
+        self.calls.append(("remove", self.containers[container_id].config.container.name))
+
+    async def exec_in_container(
+        self,
+        container_id: ContainerID,
+        command: Sequence[str],
+        *,
+        timeout: float,
+        output_limit: int = 10 * 1024,
+    ) -> ExecResult:
+        return ExecResult(exit_code=0, output=b"")
+
+    async def _no_logs(self) -> AsyncIterator[bytes]:
+        if False:
+            yield b""
+
+    def logs(
+        self,
+        pod: PodSandboxConfig,
+        container_name: str,
+        *,
+        restart_count: int,
+        previous: bool = False,
+        tail_lines: int | None = None,
+        follow: bool = False,
+    ) -> AsyncIterator[bytes]:
+        return self._no_logs()
+
+
+_: Runtime = FakeRuntime()
