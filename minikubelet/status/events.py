@@ -44,6 +44,12 @@ def _truncate(message: str) -> str:
     return raw[: NOTE_LENGTH_LIMIT - 3].decode(errors="ignore") + "..."
 
 
+def _last_seen(event: Event) -> datetime:
+    stamp = event.last_timestamp or event.first_timestamp
+    assert stamp is not None
+    return stamp
+
+
 class EventRecorder:
     def __init__(
         self,
@@ -110,7 +116,7 @@ class EventRecorder:
 
     def events(self) -> list[Event]:
         """All events, oldest first by lastTimestamp."""
-        return sorted(self._events.values(), key=lambda e: (e.last_timestamp or e.first_timestamp))
+        return sorted(self._events.values(), key=_last_seen)
 
     def for_object(self, *, uid: str | None = None, name: str | None = None) -> list[Event]:
         return [

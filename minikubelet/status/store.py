@@ -53,7 +53,6 @@ class StatusStore:
         self._state_file = state_file
         self._flush_interval = flush_interval
         self._dirty = asyncio.Event()
-        self._changed = asyncio.Condition()
 
     # --- reads (the API) ----------------------------------------------------------------------
 

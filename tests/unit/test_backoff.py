@@ -13,7 +13,9 @@ class FakeClock:
         return self.now
 
 
-def run_crash_loop(backoff: Backoff, clock: FakeClock, *, exits: int, runs_for: float) -> list[float]:
+def run_crash_loop(
+    backoff: Backoff, clock: FakeClock, *, exits: int, runs_for: float
+) -> list[float]:
     """A container that runs ``runs_for`` seconds and exits, restarted as soon as allowed.
     Returns the delay between each exit and the next start."""
     delays = []
