@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -49,11 +49,16 @@ from minikubelet.api.model import (
     now,
 )
 from minikubelet.pods.backoff import Backoff, format_go_duration
+from minikubelet.pods.hooks import ExecFn, run_hook
+from minikubelet.probes.handlers import HTTPProber
+from minikubelet.probes.results import ProbeKind, ProbeUpdate
+from minikubelet.probes.worker import ProbeManager
 from minikubelet.runtime.base import (
     ContainerConfig,
     ContainerExit,
     ContainerID,
     ContainerKind,
+    ExecResult,
     ExitReason,
     PodSandboxConfig,
     Runtime,
@@ -95,6 +100,7 @@ class ContainerRecord:
     backoff_reported: bool = False  # the BackOff event for the current wait was recorded
     ready: bool = False  # readiness (no probe: ready while running)
     started: bool = False  # startup passed (no probe: started while running)
+    killing: bool = False  # a stop of the current instance is in flight
 
     @property
     def name(self) -> str:
@@ -117,11 +123,16 @@ class _Exited:
 
 
 @dataclass(frozen=True, slots=True)
+class _ProbeChanged:
+    update: ProbeUpdate
+
+
+@dataclass(frozen=True, slots=True)
 class _Stop:
     pass
 
 
-_Message = _Exited | _Stop
+_Message = _Exited | _ProbeChanged | _Stop
 
 
 def should_restart(policy: str, exit_code: int) -> bool:
@@ -208,6 +219,9 @@ class PodWorker:
         self._start_time = now()
         self._conditions: list[PodCondition] = []
         self._tg: asyncio.TaskGroup | None = None
+        self._http = HTTPProber()  # hooks' httpGet; the prober has its own
+        self._probes: ProbeManager | None = None
+        self._probe_task: asyncio.Task[None] | None = None
         self.log = logging.LoggerAdapter(log, {"pod": static.key})
 
     # --- control ------------------------------------------------------------------------------
@@ -233,6 +247,7 @@ class PodWorker:
             self._tg = tg
             try:
                 if await self._start_sandbox():
+                    self._start_probes(tg)
                     while not self._stop_requested:
                         progress = await self._sync()
                         self._publish()
@@ -281,6 +296,62 @@ class PodWorker:
             self._pod_ip = sandbox.pod_ip
             return True
         return False
+
+    # --- probes -------------------------------------------------------------------------------
+
+    def _start_probes(self, tg: asyncio.TaskGroup) -> None:
+        spec = self.static.pod.spec
+        probes = ProbeManager(
+            pod=self.static.key,
+            containers=spec.all_containers(),
+            pod_ip=self._pod_ip or "127.0.0.1",
+            exec_in_container=self._exec,
+            on_event=self._probe_event,
+        )
+        # Results wake the worker through its own queue; the manager's queue is not needed.
+        probes.results.unsubscribe(probes.updates)
+        probes.results.add_listener(lambda u: self._queue.put_nowait(_ProbeChanged(u)))
+        self._probes = probes
+        self._probe_task = tg.create_task(probes.run(), name=f"probes {self.static.key}")
+
+    async def _exec(self, container_id: str, command: Sequence[str], timeout: float) -> ExecResult:
+        return await self.runtime.exec_in_container(
+            ContainerID(container_id), command, timeout=timeout
+        )
+
+    def _probe_event(self, container: str, type_: EventType, reason: str, message: str) -> None:
+        self.event(type_, reason, message, field_path=self._records[container].field_path)
+
+    def _probe_changed(self, update: ProbeUpdate) -> None:
+        rec = self._records.get(update.container_name)
+        probes = self._probes
+        if rec is None or probes is None or not rec.running:
+            return
+        if rec.container_id != update.container_id:
+            return
+        rec.started = probes.is_started(rec.name)
+        rec.ready = probes.is_ready(rec.name)
+        failed = probes.failed_probe(rec.name)
+        if failed is None or rec.killing or self._terminating:
+            return
+        # kubelet computePodActions: a failed liveness or startup probe kills the container;
+        # it is then restarted (or not) by the usual rules, backoff included.
+        restart = rec.kind is ContainerKind.SIDECAR or (
+            self.static.pod.spec.restart_policy != "Never"
+        )
+        message = f"Container {rec.name} failed {failed.value.lower()} probe"
+        if restart:
+            message += ", will be restarted"
+        probe = rec.spec.liveness_probe if failed is ProbeKind.LIVENESS else rec.spec.startup_probe
+        grace = float(self.static.pod.spec.termination_grace_period_seconds)
+        if probe is not None and probe.termination_grace_period_seconds is not None:
+            grace = float(probe.termination_grace_period_seconds)
+        assert self._tg is not None
+        rec.killing = True
+        self._tg.create_task(
+            self._kill(rec, grace=grace, message=message, drain=False),
+            name=f"kill {self.static.key}/{rec.name}",
+        )
 
     # --- the sync pass ------------------------------------------------------------------------
 
@@ -350,7 +421,7 @@ class PodWorker:
             remaining = self._backoff.remaining(key, rec.attempt_at)
             if remaining > 0:
                 delay = format_go_duration(self._backoff.get(key))
-                pod = f"{self.static.name}_{self.static.namespace}({self.uid})"
+                pod = self._format_pod()
                 if rec.waiting_reason != "CreateContainerConfigError":
                     rec.waiting_reason = "CrashLoopBackOff"
                     rec.waiting_message = (
@@ -424,16 +495,54 @@ class PodWorker:
         rec.started_at = started.started_at
         rec.waiting_reason = rec.waiting_message = None
         rec.backoff_reported = False
-        has_startup = rec.spec.startup_probe is not None
-        rec.started = not has_startup
-        rec.ready = rec.started and rec.spec.readiness_probe is None
+        rec.killing = False
         self.event("Normal", "Created", f"Created container: {rec.name}", field_path=rec.field_path)
-        self.event("Normal", "Started", f"Started container {rec.name}", field_path=rec.field_path)
         assert self._tg is not None
         self._tg.create_task(
             self._watch(rec.name, started.container_id),
             name=f"wait {self.static.key}/{rec.name}#{rec.restart_count}",
         )
+        if self._probes is not None:
+            self._probes.container_started(
+                rec.name, container_id=started.container_id, started_at=started.started_at
+            )
+            rec.started = self._probes.is_started(rec.name)
+            rec.ready = self._probes.is_ready(rec.name)
+        else:
+            rec.started = rec.ready = True
+        lifecycle = rec.spec.lifecycle
+        if lifecycle is not None and lifecycle.post_start is not None:
+            # kubelet runs postStart before it calls the container started; a failure kills it.
+            error = await run_hook(
+                lifecycle.post_start,
+                container=rec.spec,
+                pod=self._format_pod(),
+                pod_ip=self._pod_ip or "127.0.0.1",
+                exec_fn=self._exec_fn(started.container_id),
+                http=self._http,
+                timeout=float(spec.termination_grace_period_seconds) or 30.0,
+            )
+            if error is not None:
+                self.event("Warning", "FailedPostStartHook", error, field_path=rec.field_path)
+                await self._kill(
+                    rec,
+                    grace=float(spec.termination_grace_period_seconds),
+                    message="FailedPostStartHook",
+                    drain=False,
+                    pre_stop=False,
+                )
+                return
+        self.event("Normal", "Started", f"Started container {rec.name}", field_path=rec.field_path)
+
+    def _exec_fn(self, container_id: ContainerID) -> ExecFn:
+        async def exec_fn(command: Sequence[str], timeout: float) -> ExecResult:
+            return await self.runtime.exec_in_container(container_id, command, timeout=timeout)
+
+        return exec_fn
+
+    def _format_pod(self) -> str:
+        """kubelet's format.Pod: name_namespace(uid)."""
+        return f"{self.static.name}_{self.static.namespace}({self.uid})"
 
     def _failed_attempt(self, rec: ContainerRecord, reason: str | None, message: str) -> None:
         rec.attempt_at = self._clock()
@@ -474,6 +583,9 @@ class PodWorker:
     async def _handle(self, message: _Message) -> None:
         if isinstance(message, _Stop):
             return
+        if isinstance(message, _ProbeChanged):
+            self._probe_changed(message.update)
+            return
         rec = self._records[message.name]
         if rec.container_id != message.container_id:
             return
@@ -483,6 +595,11 @@ class PodWorker:
         rec.attempt_at = self._clock()
         rec.backoff_reported = False
         rec.waiting_reason = rec.waiting_message = None
+        rec.killing = False
+        if self._probes is not None:
+            self._probes.container_exited(
+                rec.name, container_id=message.container_id, final=not self._will_restart(rec)
+            )
         self.log.info(
             "container %s exited with %d (%s)",
             rec.name,
@@ -494,22 +611,55 @@ class PodWorker:
 
     # --- termination --------------------------------------------------------------------------
 
-    async def _kill(self, rec: ContainerRecord, *, grace: float, message: str | None) -> None:
-        if not rec.running or rec.container_id is None:
+    async def _kill(
+        self,
+        rec: ContainerRecord,
+        *,
+        grace: float,
+        message: str | None,
+        drain: bool = True,
+        pre_stop: bool = True,
+    ) -> None:
+        """kubelet killContainer: the Killing event, preStop within the grace period, then
+        SIGTERM with what is left of it (at least minimumGracePeriod), then SIGKILL."""
+        container_id = rec.container_id
+        if not rec.running or container_id is None:
             return
+        rec.killing = True
         self.event(
             "Normal",
             "Killing",
             message or f"Stopping container {rec.name}",
             field_path=rec.field_path,
         )
+        lifecycle = rec.spec.lifecycle
+        if pre_stop and lifecycle is not None and lifecycle.pre_stop is not None:
+            began = self._clock()
+            try:
+                async with asyncio.timeout(grace):
+                    error = await run_hook(
+                        lifecycle.pre_stop,
+                        container=rec.spec,
+                        pod=self._format_pod(),
+                        pod_ip=self._pod_ip or "127.0.0.1",
+                        exec_fn=self._exec_fn(container_id),
+                        http=self._http,
+                        timeout=grace,
+                    )
+            except TimeoutError:
+                error = None
+                self.log.info("container %s: preStop hook used the whole grace period", rec.name)
+            if error is not None:
+                self.event("Warning", "FailedPreStopHook", error, field_path=rec.field_path)
+            grace = max(grace - (self._clock() - began), self._settings.minimum_grace_period)
         try:
-            await self.runtime.stop_container(rec.container_id, grace_seconds=grace)
+            await self.runtime.stop_container(container_id, grace_seconds=grace)
         except RuntimeFailure as exc:
             self.log.warning("stopping container %s: %s", rec.name, exc)
             return
-        # The waiter delivers the exit; take it now so that status is right at once.
-        await self._drain_exits(rec)
+        if drain:
+            # The waiter delivers the exit; take it now so that status is right at once.
+            await self._drain_exits(rec)
 
     async def _drain_exits(self, rec: ContainerRecord) -> None:
         loop_deadline = self._clock() + 5.0
@@ -519,8 +669,6 @@ class PodWorker:
                     message = await self._queue.get()
             except TimeoutError:
                 break
-            if isinstance(message, _Stop):
-                continue
             await self._handle(message)
 
     async def _kill_all(self, *, reason_message: str | None) -> None:
@@ -536,10 +684,15 @@ class PodWorker:
 
     async def _terminate(self) -> None:
         self._terminating = True
+        if self._probes is not None:
+            self._probes.stop_liveness_and_startup()
         self._publish()
         try:
             await self._kill_all(reason_message=None)
         finally:
+            if self._probe_task is not None:
+                self._probe_task.cancel()
+            await self._http.aclose()
             with contextlib.suppress(RuntimeFailure):
                 await self.runtime.stop_pod(self.sandbox)
             self.log.info("pod stopped")
