@@ -39,6 +39,8 @@ class FakeRuntime:
     fail_config: dict[str, str] = field(default_factory=dict)  # name -> ContainerConfigError
     fail_start: dict[str, str] = field(default_factory=dict)  # name -> StartFailure
     exit_on_stop: int = 143  # what a stopped container exits with (SIGTERM)
+    exec_exit: dict[str, int] = field(default_factory=dict)  # name -> exit code of any exec
+    execs: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
     started: asyncio.Event = field(default_factory=asyncio.Event)
     pods_started: int = 0
     pods_stopped: int = 0
@@ -116,7 +118,10 @@ class FakeRuntime:
         timeout: float,
         output_limit: int = 10 * 1024,
     ) -> ExecResult:
-        return ExecResult(exit_code=0, output=b"")
+        name = self.containers[container_id].config.container.name
+        self.execs.append((name, tuple(command)))
+        code = self.exec_exit.get(name, 0)
+        return ExecResult(exit_code=code, output=b"" if code == 0 else f"exit {code}".encode())
 
     async def _no_logs(self) -> AsyncIterator[bytes]:
         if False:

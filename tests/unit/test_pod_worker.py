@@ -310,3 +310,79 @@ spec:
         "Stopping container side",
     ]
     assert h.store.get(h.static.key) is None
+
+
+PROBED = """
+apiVersion: v1
+kind: Pod
+metadata: {name: probed}
+spec:
+  restartPolicy: %s
+  containers:
+  - name: app
+    command: [x]
+    livenessProbe:
+      exec: {command: [check, live]}
+      periodSeconds: 1
+      failureThreshold: 2
+    readinessProbe:
+      exec: {command: [check, ready]}
+      periodSeconds: 1
+"""
+
+
+async def test_liveness_failure_at_threshold_kills_and_restarts_the_container(run):
+    h = await run(PROBED % "Always")
+    await h.until(lambda: h.container("app").ready)
+    h.runtime.exec_exit["app"] = 1
+    await h.until(lambda: h.runtime.starts("app") == 2, timeout=5)
+    killing = [e.message for e in h.events.events() if e.reason == "Killing"]
+    assert killing == ["Container app failed liveness probe, will be restarted"]
+    unhealthy = [e for e in h.events.events() if e.reason == "Unhealthy"]
+    assert {e.message for e in unhealthy} >= {"Liveness probe failed: exit 1"}
+    assert h.container("app").last_state.terminated.exit_code == 143
+
+
+async def test_liveness_kill_under_never_does_not_promise_a_restart(run):
+    h = await run(PROBED % "Never")
+    await h.until(lambda: h.runtime.running("app"))
+    h.runtime.exec_exit["app"] = 1
+    await h.until(lambda: h.status().phase == "Failed", timeout=5)
+    killing = [e.message for e in h.events.events() if e.reason == "Killing"]
+    assert killing == ["Container app failed liveness probe"]
+    assert h.runtime.starts("app") == 1
+
+
+STARTUP = """
+apiVersion: v1
+kind: Pod
+metadata: {name: slow}
+spec:
+  initContainers:
+  - name: side
+    command: [s]
+    restartPolicy: Always
+    startupProbe:
+      exec: {command: [started]}
+      periodSeconds: 1
+      failureThreshold: 30
+  containers:
+  - {name: main, command: [m]}
+"""
+
+
+async def test_next_container_waits_for_the_sidecars_startup_probe(run):
+    h = Harness(STARTUP)
+    h.runtime.exec_exit["side"] = 1
+    task = asyncio.create_task(h.worker.run())
+    try:
+        await h.until(lambda: h.runtime.running("side"))
+        await asyncio.sleep(1.5)
+        assert h.runtime.starts("main") == 0
+        assert h.container("side").started is False
+        h.runtime.exec_exit["side"] = 0
+        await h.until(lambda: h.runtime.running("main"), timeout=3)
+        assert h.container("side").started is True
+    finally:
+        h.worker.request_stop()
+        await task
