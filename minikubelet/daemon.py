@@ -1,0 +1,195 @@
+"""The daemon: one root TaskGroup for the manifest source, the pods and the HTTP API.
+
+Start-up order: state dir, status store and event log (reloaded from the last run), runtimes,
+the reconciler, the HTTP API, and last the manifest source, whose first snapshot starts the pods.
+Shutdown (SIGTERM or SIGINT) runs the other way: stop watching manifests, stop every pod
+gracefully and in parallel (each within its terminationGracePeriodSeconds), close the API, flush
+status and events. A worker that fails is a bug: it stops the daemon with an error rather than
+leave a pod silently unsupervised.
+
+Restart recovery is not built yet: stopping the daemon stops its pods, so that nothing is left
+running unsupervised. Containers already run in their own sessions, and each instance is
+recorded in the state dir, so that a later daemon can adopt them instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import os
+import signal
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from pathlib import Path
+
+import psutil
+
+from minikubelet.api.identity import DesiredSet, StaticPod
+from minikubelet.config import DaemonConfig
+from minikubelet.pods.reconciler import Reconciler
+from minikubelet.pods.worker import PodWorker, WorkerSettings
+from minikubelet.runtime.base import Runtime
+from minikubelet.runtime.process import ProcessRuntime
+from minikubelet.server.app import make_app, serve
+from minikubelet.source.manifests import ManifestSource
+from minikubelet.status.events import EventRecorder
+from minikubelet.status.store import StatusStore
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_SLACK = 10.0  # seconds beyond the longest grace period before pods are cancelled
+
+
+def node_allocatable(state_dir: Path) -> dict[str, Decimal]:
+    """What the node offers, for resourceFieldRef values of containers without a limit."""
+    return {
+        "cpu": Decimal(os.cpu_count() or 1),
+        "memory": Decimal(psutil.virtual_memory().total),
+        "ephemeral-storage": Decimal(psutil.disk_usage(str(state_dir)).total),
+    }
+
+
+def node_ip() -> str:
+    """The node's primary address: the first global IPv4 address of an interface that is up."""
+    stats = psutil.net_if_stats()
+    for name, addrs in psutil.net_if_addrs().items():
+        if name in stats and not stats[name].isup:
+            continue
+        for addr in addrs:
+            if addr.family.name != "AF_INET":
+                continue
+            ip = ipaddress.ip_address(addr.address)
+            if not ip.is_loopback and not ip.is_link_local:
+                return str(ip)
+    return "127.0.0.1"
+
+
+class _Runtimes:
+    """The runtimes this daemon can run pods on, by runtimeClassName."""
+
+    def __init__(self, runtimes: dict[str, Runtime], default: str) -> None:
+        self._runtimes = runtimes
+        self.default = default
+
+    def for_pod(self, static: StaticPod) -> Runtime:
+        name = static.pod.spec.runtime_class_name or self.default
+        return self._runtimes[name]
+
+    def available(self) -> list[str]:
+        return sorted(self._runtimes)
+
+
+async def run(cfg: DaemonConfig) -> None:
+    cfg.state_dir.mkdir(parents=True, exist_ok=True)
+    host_ip = node_ip()
+    log.info(
+        "minikubelet starting: node %s (%s), manifests %s, state %s, runtime %s",
+        cfg.node_name,
+        host_ip,
+        cfg.manifests,
+        cfg.state_dir,
+        cfg.runtime,
+    )
+    store = StatusStore(cfg.state_dir / "status.json", flush_interval=cfg.status_flush_interval)
+    events = EventRecorder(
+        node_name=cfg.node_name,
+        state_file=cfg.state_dir / "events.json",
+        limit=cfg.event_limit,
+        flush_interval=cfg.status_flush_interval,
+    )
+    events.load()
+    settings = WorkerSettings(
+        node_name=cfg.node_name,
+        host_ip=host_ip,
+        backoff_initial=cfg.backoff_initial,
+        backoff_max=cfg.backoff_max,
+        backoff_reset=cfg.backoff_reset,
+        minimum_grace_period=cfg.minimum_grace_period,
+        allocatable=node_allocatable(cfg.state_dir),
+    )
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+
+    async with contextlib.AsyncExitStack() as stack:
+        process = await stack.enter_async_context(
+            ProcessRuntime(
+                root=cfg.state_dir / "process",
+                log_max_bytes=cfg.container_log_max_size,
+                log_max_files=cfg.container_log_max_files,
+            )
+        )
+        runtimes = _Runtimes({"process": process}, default=cfg.runtime)
+        if cfg.runtime not in runtimes.available():
+            raise SystemExit(
+                f"--runtime {cfg.runtime}: not available here (available: "
+                f"{', '.join(runtimes.available())})"
+            )
+
+        def make_worker(static: StaticPod, predecessor: asyncio.Task[None] | None) -> PodWorker:
+            return PodWorker(
+                static,
+                runtime=runtimes.for_pod(static),
+                store=store,
+                events=events,
+                settings=settings,
+                predecessor=predecessor,
+            )
+
+        reconciler = Reconciler(make_worker=make_worker, events=events, node_name=cfg.node_name)
+
+        def logs(
+            namespace: str,
+            pod: str,
+            container: str,
+            *,
+            previous: bool,
+            tail_lines: int | None,
+            follow: bool,
+        ) -> AsyncIterator[bytes]:
+            return reconciler.logs(
+                namespace, pod, container, previous=previous, tail_lines=tail_lines, follow=follow
+            )
+
+        app = make_app(store=store, events=events, logs=logs, health=lambda: [("ping", True, "")])
+        site = await serve(app, cfg.listen_host, cfg.listen_port)
+        stack.push_async_callback(site.cleanup)
+
+        source = ManifestSource(
+            cfg.manifests,
+            node_name=cfg.node_name,
+            resync_period=cfg.file_check_frequency,
+            settle_delay=cfg.file_settle_delay,
+        )
+
+        def publish(desired: DesiredSet) -> None:
+            if not stop.is_set():
+                reconciler.reconcile_once(desired)
+
+        async with asyncio.TaskGroup() as tg:
+            flushers = [
+                tg.create_task(store.run_flusher(), name="status flusher"),
+                tg.create_task(events.run_flusher(), name="events flusher"),
+            ]
+            watcher = tg.create_task(source.run(publish), name="manifest source")
+            failed = tg.create_task(reconciler.failed.wait(), name="worker failure watch")
+            stopped = tg.create_task(stop.wait(), name="signal watch")
+            log.info("minikubelet ready: API on http://%s:%d", cfg.listen_host, site.port)
+            await asyncio.wait([watcher, failed, stopped], return_when=asyncio.FIRST_COMPLETED)
+
+            # Ordered shutdown: no new pods, stop the pods, then the rest.
+            pods = reconciler.running_pods()
+            log.info("minikubelet stopping: stopping %d pods", len(pods))
+            watcher.cancel()
+            stop.set()
+            grace = max((p.pod.spec.termination_grace_period_seconds for p in pods), default=0)
+            await reconciler.stop_all(timeout=grace + SHUTDOWN_SLACK)
+            for task in [*flushers, failed, stopped]:
+                task.cancel()
+    if reconciler.failure is not None:
+        raise reconciler.failure
+    log.info("minikubelet stopped (pid %d)", os.getpid())
