@@ -20,6 +20,7 @@ import ipaddress
 import logging
 import os
 import signal
+import sys
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
@@ -81,7 +82,22 @@ class _Runtimes:
         return sorted(self._runtimes)
 
 
+def _use_pidfd_child_watcher() -> None:
+    """On 3.11 asyncio waits for each child in a thread of its own; pidfds need none.
+    (3.12 picks pidfds by itself and deprecates the watcher API.)"""
+    if sys.version_info >= (3, 12):
+        return
+    try:
+        watcher = asyncio.PidfdChildWatcher()
+        os.close(os.pidfd_open(os.getpid()))
+    except (AttributeError, OSError):
+        return  # an old kernel: keep the threaded watcher
+    asyncio.set_child_watcher(watcher)
+    watcher.attach_loop(asyncio.get_running_loop())
+
+
 async def run(cfg: DaemonConfig) -> None:
+    _use_pidfd_child_watcher()
     cfg.state_dir.mkdir(parents=True, exist_ok=True)
     host_ip = node_ip()
     log.info(

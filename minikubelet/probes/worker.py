@@ -35,7 +35,6 @@ from types import TracebackType
 
 from minikubelet.api.errors import RuntimeFailure
 from minikubelet.api.model import Container, EventType, Probe
-from minikubelet.probes.grpc_probe import GRPCHandler
 from minikubelet.probes.handlers import (
     ExecFn,
     ExecHandler,
@@ -416,6 +415,9 @@ class ProbeManager:
                 probe.tcp_socket, container=container, pod_ip=self._pod_ip, timeout=timeout
             )
         if probe.grpc is not None:
+            # grpcio costs ~18 MB of RSS: load it only for pods that have a grpc probe.
+            from minikubelet.probes.grpc_probe import GRPCHandler
+
             return GRPCHandler(probe.grpc, pod_ip=self._pod_ip, timeout=timeout)
         raise ValueError(f"{kind.value} probe of {container.name} has no handler")
 
