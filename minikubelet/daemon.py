@@ -28,10 +28,12 @@ from pathlib import Path
 import psutil
 
 from minikubelet.api.identity import DesiredSet, StaticPod
+from minikubelet.api.model import EventType, ObjectReference
 from minikubelet.config import DaemonConfig
 from minikubelet.pods.reconciler import Reconciler
 from minikubelet.pods.worker import PodWorker, WorkerSettings
-from minikubelet.runtime.base import Runtime
+from minikubelet.runtime.base import ContainerConfig, ContainerKind, PodSandboxConfig, Runtime
+from minikubelet.runtime.podman import ImageEventSink, PodmanRuntime
 from minikubelet.runtime.process import ProcessRuntime
 from minikubelet.server.app import make_app, serve
 from minikubelet.source.manifests import ManifestSource
@@ -65,6 +67,33 @@ def node_ip() -> str:
             if not ip.is_loopback and not ip.is_link_local:
                 return str(ip)
     return "127.0.0.1"
+
+
+def _image_event_sink(events: EventRecorder) -> ImageEventSink:
+    """Pulling/Pulled/Failed events from a runtime that has images, on the container."""
+
+    def record(
+        pod: PodSandboxConfig,
+        config: ContainerConfig,
+        type_: EventType,
+        reason: str,
+        message: str,
+    ) -> None:
+        group = "containers" if config.kind is ContainerKind.REGULAR else "initContainers"
+        events.record(
+            ObjectReference(
+                kind="Pod",
+                namespace=pod.namespace,
+                name=pod.name,
+                uid=pod.uid,
+                field_path=f"spec.{group}{{{config.container.name}}}",
+            ),
+            type=type_,
+            reason=reason,
+            message=message,
+        )
+
+    return record
 
 
 class _Runtimes:
@@ -139,7 +168,14 @@ async def run(cfg: DaemonConfig) -> None:
                 log_max_files=cfg.container_log_max_files,
             )
         )
-        runtimes = _Runtimes({"process": process}, default=cfg.runtime)
+        available: dict[str, Runtime] = {"process": process}
+        if cfg.runtime == "podman" or cfg.podman_socket.exists():
+            # Entering never contacts podman: the daemon starts even while the socket is down,
+            # and podman pods wait with a reason until it answers.
+            available["podman"] = await stack.enter_async_context(
+                PodmanRuntime(socket=cfg.podman_socket, image_events=_image_event_sink(events))
+            )
+        runtimes = _Runtimes(available, default=cfg.runtime)
         if cfg.runtime not in runtimes.available():
             raise SystemExit(
                 f"--runtime {cfg.runtime}: not available here (available: "

@@ -5,6 +5,8 @@
     └── RuntimeFailure       an engine refused or failed an operation on a container or pod
         ├── ContainerConfigError   the spec cannot be turned into a container here
         │                          (kubelet: CreateContainerConfigError); retried with backoff
+        ├── ImagePullError         the image could not be made present (ErrImagePull,
+        │                          ErrImageNeverPull); retried as ImagePullBackOff
         └── StartFailure           the engine could not start the process (kubelet: StartError)
 
 A FieldError renders the way Kubernetes' ``field.Error`` does, prefixed with the file it came
@@ -99,3 +101,12 @@ class ContainerConfigError(RuntimeFailure):
 
 class StartFailure(RuntimeFailure):
     """The process could not be started (kubelet's StartError, exit code 128)."""
+
+
+class ImagePullError(RuntimeFailure):
+    """An image could not be made present. ``reason`` is kubelet's waiting reason:
+    ``ErrImagePull`` (a pull failed) or ``ErrImageNeverPull`` (missing, policy Never)."""
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason

@@ -29,7 +29,12 @@ from datetime import datetime
 from decimal import Decimal
 
 from minikubelet.api.env import expand_command, resolve_env
-from minikubelet.api.errors import ContainerConfigError, RuntimeFailure, StartFailure
+from minikubelet.api.errors import (
+    ContainerConfigError,
+    ImagePullError,
+    RuntimeFailure,
+    StartFailure,
+)
 from minikubelet.api.identity import StaticPod
 from minikubelet.api.model import (
     Container,
@@ -422,7 +427,15 @@ class PodWorker:
             if remaining > 0:
                 delay = format_go_duration(self._backoff.get(key))
                 pod = self._format_pod()
-                if rec.waiting_reason != "CreateContainerConfigError":
+                if rec.waiting_reason in ("ErrImagePull", "ImagePullBackOff"):
+                    image_message = f'Back-off pulling image "{rec.spec.image}"'
+                    rec.waiting_reason, rec.waiting_message = "ImagePullBackOff", image_message
+                    if not rec.backoff_reported:
+                        rec.backoff_reported = True
+                        self.event("Normal", "BackOff", image_message, field_path=rec.field_path)
+                    progress.wake_in.append(remaining)
+                    return
+                if rec.waiting_reason not in ("CreateContainerConfigError", "ErrImageNeverPull"):
                     rec.waiting_reason = "CrashLoopBackOff"
                     rec.waiting_message = (
                         f"back-off {delay} restarting failed container={rec.name} pod={pod}"
@@ -466,6 +479,11 @@ class PodWorker:
             started = await self.runtime.start_container(self.sandbox, config)
         except ContainerConfigError as exc:
             self._failed_attempt(rec, "CreateContainerConfigError", str(exc))
+            return
+        except ImagePullError as exc:
+            # kubelet: Warning Failed with the pull's own message, then "Error: ErrImagePull".
+            self.event("Warning", "Failed", str(exc), field_path=rec.field_path)
+            self._failed_attempt(rec, exc.reason, str(exc), event_message=exc.reason)
             return
         except StartFailure as exc:
             # The instance existed but its process never ran: StartError, exit code 128.
@@ -544,12 +562,21 @@ class PodWorker:
         """kubelet's format.Pod: name_namespace(uid)."""
         return f"{self.static.name}_{self.static.namespace}({self.uid})"
 
-    def _failed_attempt(self, rec: ContainerRecord, reason: str | None, message: str) -> None:
+    def _failed_attempt(
+        self,
+        rec: ContainerRecord,
+        reason: str | None,
+        message: str,
+        *,
+        event_message: str | None = None,
+    ) -> None:
         rec.attempt_at = self._clock()
         rec.backoff_reported = False
         rec.waiting_reason = reason
         rec.waiting_message = message if reason else None
-        self.event("Warning", "Failed", f"Error: {message}", field_path=rec.field_path)
+        self.event(
+            "Warning", "Failed", f"Error: {event_message or message}", field_path=rec.field_path
+        )
         self.log.warning("container %s: %s", rec.name, message)
 
     async def _watch(self, name: str, container_id: ContainerID) -> None:

@@ -143,7 +143,7 @@ def plan_mounts(
             raise ContainerConfigError(f"{where}: the pod has no volume named {vm.name!r}")
         source = _volume_source(volume, volumes_dir)
         if vm.sub_path:
-            source = _sub_path(source, vm.sub_path, where)
+            source = sub_path_source(source, vm.sub_path, where)
         binds.append(
             Bind(
                 source=source,
@@ -318,7 +318,7 @@ def _volume_source(volume: Volume, volumes_dir: Path) -> Path:
         source.mkdir(mode=0o777, parents=True, exist_ok=True)
         return source
     if volume.host_path is not None:
-        return _host_path(volume.name, volume.host_path.path, volume.host_path.type)
+        return host_path_source(volume.name, volume.host_path.path, volume.host_path.type)
     raise ContainerConfigError(
         f"volume {volume.name!r}: the process runtime supports only emptyDir and hostPath volumes"
     )
@@ -335,7 +335,7 @@ _TYPE_CHECKS: dict[str, tuple[int, str]] = {
 }
 
 
-def _host_path(name: str, path: str, path_type: str) -> Path:
+def host_path_source(name: str, path: str, path_type: str) -> Path:
     """kubelet's hostPath type check (pkg/volume/hostpath), with its wording."""
     if not os.path.isabs(path):
         raise ContainerConfigError(f"volume {name!r}: hostPath.path {path!r} must be absolute")
@@ -362,7 +362,7 @@ def _host_path(name: str, path: str, path_type: str) -> Path:
     return host
 
 
-def _sub_path(source: Path, sub_path: str, where: str) -> Path:
+def sub_path_source(source: Path, sub_path: str, where: str) -> Path:
     pure = PurePosixPath(sub_path)
     if pure.is_absolute() or ".." in pure.parts:
         raise ContainerConfigError(

@@ -70,7 +70,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
 
-from minikubelet.api.errors import ContainerConfigError, RuntimeFailure, StartFailure
+from minikubelet.api.errors import (
+    ContainerConfigError,
+    ImagePullError,
+    RuntimeFailure,
+    StartFailure,
+)
 from minikubelet.api.model import Container, Volume
 from minikubelet.api.quantity import parse_quantity, value
 from minikubelet.api.resources import container_resources
@@ -112,15 +117,6 @@ ImageEventSink = Callable[
 ]
 """Called with (pod, container, type, reason, message) for kubelet's image events: Pulling,
 Pulled, Failed, ErrImageNeverPull. The daemon records them against the container's field path."""
-
-
-class ImagePullError(RuntimeFailure):
-    """An image could not be made present. ``reason`` is kubelet's waiting reason:
-    ``ErrImagePull`` (a pull failed) or ``ErrImageNeverPull`` (missing, policy Never)."""
-
-    def __init__(self, message: str, *, reason: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 class _ObjectLog(logging.LoggerAdapter[logging.Logger]):
@@ -986,11 +982,13 @@ def _mounts(pod: PodSandboxConfig, state: _Pod, spec: Container) -> tuple[list[J
                     f"{where}: subPath on a medium: Memory emptyDir is not supported by the "
                     "podman runtime"
                 )
-            source = mounts._sub_path(state.mountpoints[volume.name], mount.sub_path, where)
+            source = mounts.sub_path_source(state.mountpoints[volume.name], mount.sub_path, where)
         elif volume.host_path is not None:
-            source = mounts._host_path(volume.name, volume.host_path.path, volume.host_path.type)
+            source = mounts.host_path_source(
+                volume.name, volume.host_path.path, volume.host_path.type
+            )
             if mount.sub_path:
-                source = mounts._sub_path(source, mount.sub_path, where)
+                source = mounts.sub_path_source(source, mount.sub_path, where)
         else:
             raise ContainerConfigError(
                 f"volume {volume.name!r}: the podman runtime supports only emptyDir and hostPath "

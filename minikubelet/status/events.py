@@ -65,6 +65,7 @@ class EventRecorder:
         self._limit = limit
         self._flush_interval = flush_interval
         self._clock = clock
+        self._writing: asyncio.Task[None] | None = None  # the write in a thread, if any
         self._events: OrderedDict[_Key, Event] = OrderedDict()
         self._dirty = asyncio.Event()
 
@@ -159,7 +160,14 @@ class EventRecorder:
                 await asyncio.sleep(self._flush_interval)
                 self._dirty.clear()
                 if self._state_file is not None:
-                    await asyncio.to_thread(write_atomically, self._state_file, self._serialise())
+                    # Shielded, and awaited below: a thread cannot be cancelled, and two writers
+                    # of one temp file race (StatusStore.flush).
+                    self._writing = asyncio.ensure_future(
+                        asyncio.to_thread(write_atomically, self._state_file, self._serialise())
+                    )
+                    await asyncio.shield(self._writing)
         finally:
+            if self._writing is not None:
+                await asyncio.wait([self._writing])
             if self._dirty.is_set() and self._state_file is not None:
                 write_atomically(self._state_file, self._serialise())

@@ -53,6 +53,7 @@ class StatusStore:
         self._state_file = state_file
         self._flush_interval = flush_interval
         self._dirty = asyncio.Event()
+        self._writing: asyncio.Task[None] | None = None  # the write in a thread, if any
 
     # --- reads (the API) ----------------------------------------------------------------------
 
@@ -131,7 +132,12 @@ class StatusStore:
             return
         self._dirty.clear()
         data = self._serialise(self._entries.values())
-        await asyncio.to_thread(write_atomically, self._state_file, data)
+        # Shielded: a thread cannot be cancelled, so run_flusher's last write must wait for it
+        # (two writers of one temp file race, and an older snapshot could land last).
+        self._writing = asyncio.ensure_future(
+            asyncio.to_thread(write_atomically, self._state_file, data)
+        )
+        await asyncio.shield(self._writing)
 
     async def run_flusher(self) -> None:
         """Write the store whenever it changed, at most once per flush_interval. Runs forever;
@@ -142,6 +148,8 @@ class StatusStore:
                 await asyncio.sleep(self._flush_interval)
                 await self.flush()
         finally:
+            if self._writing is not None:
+                await asyncio.wait([self._writing])
             if self._dirty.is_set():
                 data = self._serialise(self._entries.values())
                 if self._state_file is not None:
