@@ -12,6 +12,7 @@ import os
 import re
 import socket
 from dataclasses import dataclass, field, fields, replace
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,13 @@ class DaemonConfig:
     # logs
     container_log_max_size: int = 10 * 1024 * 1024
     container_log_max_files: int = 5
+
+    # node allocatable = capacity - systemReserved - kubeReserved - evictionHard (kubelet's)
+    system_reserved_cpu: Decimal = Decimal(0)  # cores
+    system_reserved_memory: Decimal = Decimal(0)  # bytes
+    kube_reserved_cpu: Decimal = Decimal(0)
+    kube_reserved_memory: Decimal = Decimal(0)
+    eviction_hard_memory: Decimal = Decimal(100 * 1024 * 1024)  # memory.available<100Mi
 
     # status
     status_flush_interval: float = 0.5
@@ -121,6 +129,11 @@ _KEYS: dict[str, tuple[str, str]] = {
     "minimumGracePeriod": ("minimum_grace_period", "duration"),
     "containerLogMaxSize": ("container_log_max_size", "quantity"),
     "containerLogMaxFiles": ("container_log_max_files", "int"),
+    "systemReserved.cpu": ("system_reserved_cpu", "decimal"),
+    "systemReserved.memory": ("system_reserved_memory", "decimal"),
+    "kubeReserved.cpu": ("kube_reserved_cpu", "decimal"),
+    "kubeReserved.memory": ("kube_reserved_memory", "decimal"),
+    "evictionHard.memory.available": ("eviction_hard_memory", "decimal"),
     "statusFlushInterval": ("status_flush_interval", "duration"),
     "eventLimit": ("event_limit", "int"),
 }
@@ -166,6 +179,12 @@ def load_config_file(path: Path, base: DaemonConfig) -> DaemonConfig:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{where}: Invalid value: {value!r}: must be a positive integer")
             changes[name] = value
+        elif kind == "decimal":
+            try:
+                amount = parse_quantity(value)
+            except ValueError as exc:
+                raise ConfigError(f"{where}: Invalid value: {value!r}: {exc}") from exc
+            changes[name] = amount
         elif kind == "quantity":
             try:
                 changes[name] = int(parse_quantity(value))

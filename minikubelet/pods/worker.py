@@ -53,6 +53,8 @@ from minikubelet.api.model import (
     format_time,
     now,
 )
+from minikubelet.api.resources import qos_class
+from minikubelet.pods.admission import Admission, unschedulable_message
 from minikubelet.pods.backoff import Backoff, format_go_duration
 from minikubelet.pods.hooks import ExecFn, run_hook
 from minikubelet.probes.handlers import HTTPProber
@@ -137,7 +139,12 @@ class _Stop:
     pass
 
 
-_Message = _Exited | _ProbeChanged | _Stop
+@dataclass(frozen=True, slots=True)
+class _RoomFreed:
+    pass
+
+
+_Message = _Exited | _ProbeChanged | _Stop | _RoomFreed
 
 
 def should_restart(policy: str, exit_code: int) -> bool:
@@ -176,6 +183,7 @@ class PodWorker:
         events: EventRecorder,
         settings: WorkerSettings,
         predecessor: asyncio.Task[None] | None = None,
+        admission: Admission | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
         self.static = static
@@ -184,6 +192,8 @@ class PodWorker:
         self._events = events
         self._settings = settings
         self._predecessor = predecessor
+        self._admission = admission
+        self._unschedulable: str | None = None  # the FailedScheduling message while Pending
         self._clock = clock or asyncio.get_running_loop().time
         self._queue: asyncio.Queue[_Message] = asyncio.Queue()
         self._stop_requested = False
@@ -223,6 +233,7 @@ class PodWorker:
         self._terminating = False
         self._start_time = now()
         self._conditions: list[PodCondition] = []
+        self._qos = qos_class(spec).value
         self._tg: asyncio.TaskGroup | None = None
         self._http = HTTPProber()  # hooks' httpGet; the prober has its own
         self._probes: ProbeManager | None = None
@@ -251,7 +262,7 @@ class PodWorker:
         async with asyncio.TaskGroup() as tg:
             self._tg = tg
             try:
-                if await self._start_sandbox():
+                if await self._admit() and await self._start_sandbox():
                     self._start_probes(tg)
                     while not self._stop_requested:
                         progress = await self._sync()
@@ -260,6 +271,8 @@ class PodWorker:
             finally:
                 # Running -> Terminating. Runs on stop and on cancellation alike.
                 await self._terminate()
+        if self._admission is not None:
+            self._admission.release(self.uid)
         self._store.remove(self.static.key, uid=self.uid)
 
     # --- events -------------------------------------------------------------------------------
@@ -282,6 +295,36 @@ class PodWorker:
     def _record_warnings(self) -> None:
         for warning in self.static.warnings:
             self.event("Warning", "UnsupportedField", warning)
+
+    # --- admission ----------------------------------------------------------------------------
+
+    async def _admit(self) -> bool:
+        """Wait until the node has room for the pod's requests; False if a stop came first."""
+        if self._admission is None:
+            return True
+        spec = self.static.pod.spec
+        while not self._stop_requested:
+            missing = self._admission.try_admit(
+                self.uid, spec, wake=lambda: self._queue.put_nowait(_RoomFreed())
+            )
+            if not missing:
+                if self._unschedulable is not None:
+                    self.log.info("admitted: the node has room now")
+                self._unschedulable = None
+                return True
+            message = unschedulable_message(missing)
+            if message != self._unschedulable:
+                self._unschedulable = message
+                self._events.record(
+                    self._ref(),
+                    type="Warning",
+                    reason="FailedScheduling",
+                    message=message,
+                    component="default-scheduler",
+                )
+            self._publish()
+            await self._wait(None)
+        return False
 
     # --- sandbox ------------------------------------------------------------------------------
 
@@ -368,6 +411,9 @@ class PodWorker:
             self._initialized = await self._sync_init(progress)
             if not self._initialized:
                 return progress
+            # Show the finished init containers now: a postStart hook may hold this pass
+            # (kubelet shows PodInitializing meanwhile, not the last init container running).
+            self._publish()
         await self._sync_regular(progress)
         return progress
 
@@ -419,6 +465,8 @@ class PodWorker:
         """Nothing will run again (a completed or failed pod): stop the sidecars, in reverse."""
         self._finished = True
         await self._kill_all(reason_message=None)
+        if self._admission is not None:
+            self._admission.release(self.uid)  # a finished pod no longer holds its requests
 
     async def _start_with_backoff(self, rec: ContainerRecord, progress: _Progress) -> None:
         key = f"{self.uid}/{rec.name}"
@@ -608,7 +656,7 @@ class PodWorker:
             await self._handle(self._queue.get_nowait())
 
     async def _handle(self, message: _Message) -> None:
-        if isinstance(message, _Stop):
+        if isinstance(message, _Stop | _RoomFreed):
             return
         if isinstance(message, _ProbeChanged):
             self._probe_changed(message.update)
@@ -772,6 +820,22 @@ class PodWorker:
 
     def status(self) -> PodStatus:
         spec = self.static.pod.spec
+        if self._unschedulable is not None:
+            # Not admitted: what an unschedulable pod shows on a cluster.
+            stamp = now()
+            old = next((c for c in self._conditions if c.type == "PodScheduled"), None)
+            self._conditions = [
+                PodCondition(
+                    type="PodScheduled",
+                    status="False",
+                    reason="Unschedulable",
+                    message=self._unschedulable,
+                    last_transition_time=old.last_transition_time
+                    if old is not None and old.status == "False"
+                    else stamp,
+                )
+            ]
+            return PodStatus(phase="Pending", conditions=self._conditions, qos_class=self._qos)
         init_statuses = [self._container_status(r) for r in self._init]
         statuses = [self._container_status(r) for r in self._regular]
         phase = get_phase(spec, init_statuses, statuses)
@@ -796,6 +860,7 @@ class PodWorker:
             start_time=self._start_time,
             init_container_statuses=init_statuses if self._init else None,
             container_statuses=statuses,
+            qos_class=self._qos,
         )
 
     def _entry(self) -> PodEntry:

@@ -76,6 +76,7 @@ class EventRecorder:
         type: EventType,
         reason: str,
         message: str,
+        component: str = "kubelet",
     ) -> Event:
         message = _truncate(message)
         key: _Key = (obj.uid or obj.name or "", obj.field_path or "", type, reason, message)
@@ -96,7 +97,8 @@ class EventRecorder:
                 type=type,
                 first_timestamp=stamp,
                 last_timestamp=stamp,
-                source=EventSource(component="kubelet", host=self._node),
+                source=EventSource(component=component, host=self._node),
+                reporting_component=component,
                 reporting_instance=self._node,
             )
         self._events[key] = event  # most recently touched last
