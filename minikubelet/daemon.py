@@ -23,13 +23,13 @@ import signal
 import sys
 from collections.abc import AsyncIterator
 from decimal import Decimal
-from pathlib import Path
 
 import psutil
 
 from minikubelet.api.identity import DesiredSet, StaticPod
 from minikubelet.api.model import EventType, ObjectReference
 from minikubelet.config import DaemonConfig
+from minikubelet.pods.admission import Admission
 from minikubelet.pods.reconciler import Reconciler
 from minikubelet.pods.worker import PodWorker, WorkerSettings
 from minikubelet.runtime.base import ContainerConfig, ContainerKind, PodSandboxConfig, Runtime
@@ -45,12 +45,20 @@ log = logging.getLogger(__name__)
 SHUTDOWN_SLACK = 10.0  # seconds beyond the longest grace period before pods are cancelled
 
 
-def node_allocatable(state_dir: Path) -> dict[str, Decimal]:
-    """What the node offers, for resourceFieldRef values of containers without a limit."""
+def node_allocatable(cfg: DaemonConfig) -> dict[str, Decimal]:
+    """kubelet's allocatable: capacity minus systemReserved, kubeReserved and evictionHard.
+    Admission fits pods into it; resourceFieldRef falls back to it when there is no limit."""
+    cpu = Decimal(os.cpu_count() or 1) - cfg.system_reserved_cpu - cfg.kube_reserved_cpu
+    memory = (
+        Decimal(psutil.virtual_memory().total)
+        - cfg.system_reserved_memory
+        - cfg.kube_reserved_memory
+        - cfg.eviction_hard_memory
+    )
     return {
-        "cpu": Decimal(os.cpu_count() or 1),
-        "memory": Decimal(psutil.virtual_memory().total),
-        "ephemeral-storage": Decimal(psutil.disk_usage(str(state_dir)).total),
+        "cpu": max(cpu, Decimal(0)),
+        "memory": max(memory, Decimal(0)),
+        "ephemeral-storage": Decimal(psutil.disk_usage(str(cfg.state_dir)).total),
     }
 
 
@@ -145,6 +153,13 @@ async def run(cfg: DaemonConfig) -> None:
         flush_interval=cfg.status_flush_interval,
     )
     events.load()
+    allocatable = node_allocatable(cfg)
+    admission = Admission(allocatable)
+    log.info(
+        "node allocatable: cpu %s, memory %d MiB",
+        allocatable["cpu"],
+        allocatable["memory"] // 2**20,
+    )
     settings = WorkerSettings(
         node_name=cfg.node_name,
         host_ip=host_ip,
@@ -152,7 +167,7 @@ async def run(cfg: DaemonConfig) -> None:
         backoff_max=cfg.backoff_max,
         backoff_reset=cfg.backoff_reset,
         minimum_grace_period=cfg.minimum_grace_period,
-        allocatable=node_allocatable(cfg.state_dir),
+        allocatable=allocatable,
     )
 
     stop = asyncio.Event()
@@ -190,6 +205,7 @@ async def run(cfg: DaemonConfig) -> None:
                 events=events,
                 settings=settings,
                 predecessor=predecessor,
+                admission=admission,
             )
 
         reconciler = Reconciler(make_worker=make_worker, events=events, node_name=cfg.node_name)
