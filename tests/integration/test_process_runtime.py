@@ -166,7 +166,7 @@ async def wait_for_log(
     rt: ProcessRuntime, pod: PodSandboxConfig, needle: bytes, *, name: str = "main"
 ) -> None:
     async with asyncio.timeout(10):
-        while needle not in await read_all(rt.logs(pod, name, restart_count=0)):  # noqa: ASYNC110
+        while needle not in await read_all(rt.logs(pod, name, restart_count=0)):
             await asyncio.sleep(0.05)
 
 
