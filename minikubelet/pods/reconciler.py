@@ -153,7 +153,7 @@ class Reconciler:
     async def stop_all(self, *, timeout: float) -> None:
         """Stop every pod gracefully, in parallel; cancel what has not finished by ``timeout``."""
         for running in self._current.values():
-            running.worker.request_stop()
+            running.worker.request_stop(keep_status=True)
         self._current.clear()
         tasks = set(self._tasks)
         if not tasks:
