@@ -242,15 +242,12 @@ def cmd_logs(args: argparse.Namespace) -> int:
             container = default
         elif len(names) == 1:
             container = names[0]
-        else:
+        elif names:
+            # kubectl's podcmd.FindOrDefaultContainerByName: the first container, said on stderr.
             init = _container_names(pod.spec.get("initContainers"))
-            message = (
-                f"error: a container name must be specified for pod {name}, "
-                f"choose one of: [{' '.join(names)}]"
-            )
-            if init:
-                message += f" or one of the init containers: [{' '.join(init)}]"
-            raise CommandError(message)
+            listed = ", ".join([*names, *(f"{n} (init)" for n in init)])
+            print(f'Defaulted container "{names[0]}" out of: {listed}', file=sys.stderr)
+            container = names[0]
 
     query: dict[str, str] = {}
     if args.follow:

@@ -623,15 +623,12 @@ async def test_cli_logs_single_container_needs_no_flag(
     assert [c["follow"] for c in api.logs.calls] == [False, False, True]
 
 
-async def test_cli_logs_asks_for_a_container_when_the_pod_has_several(
+async def test_cli_logs_defaults_to_the_first_container_like_kubectl(
     api: Api, cli: Callable[..., asyncio.Future[CliResult]]
 ) -> None:
-    code, out, err = await cli("--server", api.url, "logs", "multi-node1")
-    assert (code, out) == (1, "")
-    assert err == (
-        "error: a container name must be specified for pod multi-node1, "
-        "choose one of: [app sidecar]\n"
-    )
+    _, _, err = await cli("--server", api.url, "logs", "multi-node1")
+    assert err.startswith('Defaulted container "app" out of: app, sidecar\n')
+    assert api.logs.calls[-1]["container"] == "app"
     code, out, _ = await cli("--server", api.url, "logs", "multi-node1", "-c", "sidecar")
     assert (code, out) == (0, "sidecar says hi\n")
 
