@@ -8,9 +8,10 @@ wire names are the API's (``livenessProbe``, ``hostIP``) and are the only ones a
 Spec models are strict and closed (``extra="forbid"``): a typo such as ``periodSecond`` is an
 error with its field path, never silently ignored. Real Kubernetes fields that minikubelet does
 not act on are declared as opaque JSON (``Ignored``) so that a manifest which runs on a cluster
-also loads here; ``api.validation`` reports each of them as a warning. Single-field ranges live
-here as constraints, so that pydantic reports them in the same pass as unknown fields; rules
-that span fields live in ``api.validation``.
+also loads here; ``api.validation`` reports each of them as a warning. The models say shape
+only (fields, types, enum values): ranges such as ``containerPort`` in 1..65535 or
+``periodSeconds`` of at least 1 are checked by ``api.validation``, in the same pass as the rules
+that span fields, so that a manifest's range and cross-field errors are reported together.
 """
 
 from __future__ import annotations
@@ -43,11 +44,6 @@ Time = Annotated[datetime, PlainSerializer(format_time, return_type=str, when_us
 def now() -> datetime:
     """The current wall-clock time, as every timestamp in the API is kept (UTC, seconds)."""
     return datetime.now(UTC).replace(microsecond=0)
-
-
-NonNegative = Annotated[int, Field(ge=0)]
-Positive = Annotated[int, Field(ge=1)]
-Port = Annotated[int, Field(ge=1, le=65535)]
 
 
 class Spec(BaseModel):
@@ -139,12 +135,12 @@ class TCPSocketAction(Spec):
 
 
 class GRPCAction(Spec):
-    port: Port
+    port: int
     service: str | None = None
 
 
 class SleepAction(Spec):
-    seconds: NonNegative
+    seconds: int
 
 
 class Probe(Spec):
@@ -152,12 +148,12 @@ class Probe(Spec):
     http_get: HTTPGetAction | None = None
     tcp_socket: TCPSocketAction | None = None
     grpc: GRPCAction | None = None
-    initial_delay_seconds: NonNegative = 0
-    timeout_seconds: Positive = 1
-    period_seconds: Positive = 10
-    success_threshold: Positive = 1
-    failure_threshold: Positive = 3
-    termination_grace_period_seconds: Positive | None = None
+    initial_delay_seconds: int = 0
+    timeout_seconds: int = 1
+    period_seconds: int = 10
+    success_threshold: int = 1
+    failure_threshold: int = 3
+    termination_grace_period_seconds: int | None = None
 
 
 class LifecycleHandler(Spec):
@@ -209,8 +205,8 @@ class EnvVar(Spec):
 
 class ContainerPort(Spec):
     name: str | None = None
-    container_port: Port
-    host_port: Annotated[int, Field(ge=0, le=65535)] | None = None
+    container_port: int
+    host_port: int | None = None
     host_ip: str | None = Field(default=None, alias="hostIP")
     protocol: Literal["TCP", "UDP", "SCTP"] = "TCP"
 
@@ -259,8 +255,8 @@ class SecurityContext(Spec):
         }
     )
 
-    run_as_user: NonNegative | None = None
-    run_as_group: NonNegative | None = None
+    run_as_user: int | None = None
+    run_as_group: int | None = None
     run_as_non_root: bool | None = None
     allow_privilege_escalation: Ignored = None
     app_armor_profile: Ignored = None
@@ -385,8 +381,8 @@ class PodSecurityContext(Spec):
         }
     )
 
-    run_as_user: NonNegative | None = None
-    run_as_group: NonNegative | None = None
+    run_as_user: int | None = None
+    run_as_group: int | None = None
     run_as_non_root: bool | None = None
     fs_group: Ignored = None
     fs_group_change_policy: Ignored = None
@@ -446,7 +442,7 @@ class PodSpec(Spec):
     init_containers: list[Container] | None = None
     volumes: list[Volume] | None = None
     restart_policy: RestartPolicy = "Always"
-    termination_grace_period_seconds: NonNegative = 30
+    termination_grace_period_seconds: int = 30
     runtime_class_name: str | None = None
     security_context: PodSecurityContext | None = None
     node_name: str | None = None

@@ -410,12 +410,6 @@ def test_validate_accepts_a_good_file_and_lists_every_problem_of_a_bad_one(
     assert absent.stderr.startswith(f"{tmp_path / 'absent.yaml'}: ")
 
 
-@pytest.mark.xfail(
-    reason="range checks (ports, probe thresholds) are pydantic schema constraints: when one "
-    "fails, decode_pod raises before validate_pod, so cross-field errors such as an unknown "
-    "volumeMount name are not reported with them (the API server reports both at once)",
-    strict=True,
-)
 def test_validate_reports_range_and_cross_field_errors_together(
     minikubelet_daemon: Daemon, tmp_path: Path
 ) -> None:

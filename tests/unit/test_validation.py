@@ -242,8 +242,7 @@ def test_schema_errors_are_all_reported_with_k8s_paths_and_wording():
             restartPolicy: Sometimes
             containers:
             - name: web
-              ports: [{containerPort: 70000}]
-              livenessProbe: {tcpSocket: {port: [80]}, timeoutSeconds: 0}
+              livenessProbe: {tcpSocket: {port: [80]}}
               command: sh
             - image: nginx
             """
@@ -252,16 +251,105 @@ def test_schema_errors_are_all_reported_with_k8s_paths_and_wording():
     assert set(lines) == {
         'manifests/web.yaml: spec.restartPolicy: Unsupported value: "Sometimes": '
         'supported values: "Always", "OnFailure", "Never"',
-        "manifests/web.yaml: spec.containers[0].ports[0].containerPort: "
-        "Invalid value: 70000: must be between 1 and 65535, inclusive",
         "manifests/web.yaml: spec.containers[0].livenessProbe.tcpSocket.port: "
         "Invalid value: [80]: must be an integer or a string",
-        "manifests/web.yaml: spec.containers[0].livenessProbe.timeoutSeconds: "
-        "Invalid value: 0: must be greater than or equal to 1",
         'manifests/web.yaml: spec.containers[0].command: Invalid value: "sh": must be a list',
         "manifests/web.yaml: spec.containers[1].name: Required value",
     }
-    assert len(lines) == 6
+    assert len(lines) == 4
+
+
+def test_range_and_cross_field_errors_are_reported_together():
+    lines = _errors(
+        _pod(
+            """
+            terminationGracePeriodSeconds: -1
+            securityContext: {runAsUser: -1}
+            containers:
+            - name: web
+              ports: [{containerPort: 70000, hostPort: -1}]
+              volumeMounts: [{name: missing, mountPath: /m}]
+              securityContext: {runAsGroup: -2}
+              livenessProbe:
+                grpc: {port: 0}
+                initialDelaySeconds: -1
+                periodSeconds: 0
+                successThreshold: 0
+              readinessProbe:
+                exec: {command: ["true"]}
+                failureThreshold: 0
+                terminationGracePeriodSeconds: 0
+              lifecycle: {preStop: {sleep: {seconds: -5}}}
+            - name: web
+            """
+        )
+    )
+    prefix = "manifests/web.yaml: "
+    ctr = "spec.containers[0]"
+    expected = [
+        f"{ctr}.ports[0].containerPort: Invalid value: 70000: "
+        "must be between 1 and 65535, inclusive",
+        f"{ctr}.ports[0].hostPort: Invalid value: -1: must be between 1 and 65535, inclusive",
+        f'{ctr}.volumeMounts[0].name: Not found: "missing"',
+        f"{ctr}.securityContext.runAsGroup: Invalid value: -2: must be greater than or equal to 0",
+        f"{ctr}.lifecycle.preStop.sleep.seconds: Invalid value: -5: "
+        "must be greater than or equal to 0",
+        f"{ctr}.livenessProbe.grpc.port: Invalid value: 0: must be between 1 and 65535, inclusive",
+        f"{ctr}.livenessProbe.initialDelaySeconds: Invalid value: -1: "
+        "must be greater than or equal to 0",
+        f"{ctr}.livenessProbe.periodSeconds: Invalid value: 0: must be greater than or equal to 1",
+        # one error for successThreshold 0 on a liveness probe, not also "must be 1"
+        f"{ctr}.livenessProbe.successThreshold: Invalid value: 0: "
+        "must be greater than or equal to 1",
+        f"{ctr}.readinessProbe.failureThreshold: Invalid value: 0: "
+        "must be greater than or equal to 1",
+        f"{ctr}.readinessProbe.terminationGracePeriodSeconds: Invalid value: 0: "
+        "must be greater than or equal to 1",
+        f"{ctr}.readinessProbe.terminationGracePeriodSeconds: Invalid value: 0: "
+        "must not be set for readinessProbes",
+        'spec.containers[1].name: Duplicate value: "web"',
+        "spec.terminationGracePeriodSeconds: Invalid value: -1: must be greater than or equal to 0",
+        "spec.securityContext.runAsUser: Invalid value: -1: must be greater than or equal to 0",
+    ]
+    assert lines == [prefix + e for e in expected]
+
+
+def test_a_sleep_hook_longer_than_the_grace_period_is_invalid():
+    lines = _errors(
+        _pod(
+            """
+            terminationGracePeriodSeconds: 10
+            containers:
+            - name: web
+              lifecycle: {preStop: {sleep: {seconds: 11}}}
+            """
+        )
+    )
+    assert lines == [
+        "manifests/web.yaml: spec.containers[0].lifecycle.preStop.sleep: Invalid value: 11: "
+        "must be non-negative and less than terminationGracePeriodSeconds (10)"
+    ]
+
+
+def test_unknown_fields_and_wrong_types_stop_before_range_and_cross_field_checks():
+    """As the API server's strict decoding: a malformed object is refused before validation."""
+    lines = _errors(
+        _pod(
+            """
+            containers:
+            - name: web
+              ports: [{containerPort: 70000, hostPorts: 80}]
+              volumeMounts: [{name: missing, mountPath: /m}]
+              livenessProbe: {exec: {command: ["true"]}, periodSeconds: "3"}
+            """
+        )
+    )
+    assert lines == [
+        'manifests/web.yaml: spec.containers[0].ports[0]: unknown field "hostPorts", '
+        'did you mean "hostPort"?',
+        "manifests/web.yaml: spec.containers[0].livenessProbe.periodSeconds: "
+        'Invalid value: "3": must be an integer',
+    ]
 
 
 def test_semantic_errors_are_all_reported_at_once():
