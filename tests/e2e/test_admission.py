@@ -109,3 +109,32 @@ spec:
     assert d.pod("q")["status"]["qosClass"] == qos
     described = d.cli("describe", "pod", "q-testnode").stdout
     assert re.search(rf"^QoS Class:\s+{qos}$", described, re.MULTILINE), described
+
+
+def test_a_runtime_class_the_daemon_cannot_serve_waits_without_disturbing_others(
+    minikubelet_daemon: Daemon,
+) -> None:
+    d = minikubelet_daemon
+    d.write_manifest("ok", pod_yaml("ok", cpu="10m"))
+    d.write_manifest(
+        "elsewhere",
+        """\
+apiVersion: v1
+kind: Pod
+metadata: {name: elsewhere}
+spec:
+  runtimeClassName: containerd
+  containers:
+  - {name: app, image: busybox, command: [sleep, "3600"]}
+""",
+    )
+    d.wait_for_phase("ok", "Running")
+    event = d.wait_for(
+        lambda: next(
+            (e for e in d.events("elsewhere") if e["reason"] == "FailedCreatePodSandBox"), None
+        )
+    )
+    assert event["message"].startswith('Failed to create pod sandbox: no runtime for "containerd"')
+    assert d.pod("elsewhere")["status"]["phase"] == "Pending"
+    assert d.pod("ok")["status"]["phase"] == "Running"
+    assert d.cli("get", "pods").returncode == 0

@@ -34,7 +34,7 @@ def http_text(url: str) -> str:
 def test_readme_examples_run_as_documented(minikubelet_daemon: Daemon) -> None:
     d = minikubelet_daemon
     names = sorted(p.stem for p in EXAMPLES_DIR.glob("*.yaml"))
-    assert names == ["adapter", "crashloop", "env", "init-containers", "sidecar"]
+    assert names == ["adapter", "crashloop", "env", "exec-liveness", "init-containers", "sidecar"]
     ports_free = port_is_free(8080) and port_is_free(8081)
     for name in names:
         d.copy_example(name)
@@ -68,5 +68,7 @@ def test_readme_examples_run_as_documented(minikubelet_daemon: Daemon) -> None:
         assert status.startswith("<pre>")
 
     listing = d.cli("get", "pods", check=True).stdout
-    for pod in ("adapter", "crashloop", "env-demo", "init-demo", "sidecar"):
+    for pod in ("adapter", "crashloop", "env-demo", "exec-liveness", "init-demo", "sidecar"):
         assert f"{pod}-testnode" in listing
+    # The seed's exec liveness example runs (its 36 s timeline is tested in test_seed_probes).
+    assert d.pod("exec-liveness")["status"]["phase"] == "Running"
