@@ -45,6 +45,7 @@ class PodSandboxConfig:
 @dataclass(frozen=True, slots=True)
 class PodSandbox:
     pod_ip: str  # the address probes reach the pod on, and status.podIP
+    cgroup_path: str | None = None  # the pod's cgroup directory, when limits are enforced
 
 
 @dataclass(frozen=True, slots=True)

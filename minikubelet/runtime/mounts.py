@@ -16,7 +16,8 @@ everything about that view that can be decided before a process exists:
   empty file for a file source) and returns the ones it created on the host, so that the
   runtime can remove them again when no pod uses them any more.
 - ``SETUP_SCRIPT`` and ``setup_argv`` are the tiny ``sh`` program that runs *inside* the new
-  namespace, performs the binds and ``exec``s the container's command. Every path and argument
+  namespace, enters the container's cgroup (when there is one) before anything else, performs
+  the binds and ``exec``s the container's command. Every path and argument
   reaches it as a positional parameter, never interpolated into the script text. Sources are
   first bound into a namespace-private staging tmpfs, then bound from there to their targets,
   so that no target can hide a source that is bound after it.
@@ -43,6 +44,11 @@ OK_MARKER = "minikubelet: mounts ready"
 """Written by SETUP_SCRIPT on its status pipe once every bind is in place, just before exec."""
 
 # The ops both scripts below understand, as positional parameters ending with "--":
+#   cgroup PROCS    write our pid ($$: the pid the command will keep) into PROCS, a cgroup.procs
+#                   file; first of all ops, so the binds and the command run inside the cgroup.
+#                   Exit 128 (kubelet's StartError code) if it cannot: nothing else runs.
+#   oom ADJ         our /proc/$$/oom_score_adj (kubelet's per-QoS value); lowering it needs
+#                   CAP_SYS_RESOURCE, and a refusal leaves the inherited value (advice only)
 #   stage           mount a private tmpfs on $s (an always-empty host directory) and enter it
 #   src I SRC dir|file   make ./I and bind SRC there: every source is reached by its host path
 #                   *before* any target is bound, since a target may shadow another source
@@ -57,6 +63,8 @@ OK_MARKER = "minikubelet: mounts ready"
 _OPS = """while [ "$#" -gt 0 ]; do
   case $1 in
     --) shift; break ;;
+    cgroup) echo $$ > "$2" || { echo "cannot enter cgroup $2" >&2; exit 128; }; shift 2 ;;
+    oom) echo "$2" > "/proc/$$/oom_score_adj" 2>/dev/null || :; shift 2 ;;
     stage) "$m" -t tmpfs -o mode=0700,size=1m minikubelet-stage "$s"; cd -- "$s"; shift ;;
     src) if [ "$4" = file ]; then : > "./$2"; else mkdir "./$2"; fi
          "$m" --rbind -c -- "$3" "./$2"; shift 4 ;;
@@ -222,11 +230,15 @@ def setup_argv(
     workdir: str,
     env: Mapping[str, str],
     argv: Sequence[str],
+    cgroup_procs: Path | None = None,
+    oom_score_adj: int | None = None,
 ) -> list[str]:
     """``sh -c SETUP_SCRIPT`` with the binds, the working directory and the argv as "$@".
 
-    The caller passes the status pipe's write end as the process's stdin."""
-    ops: list[str] = []
+    ``cgroup_procs``: the container cgroup's ``cgroup.procs``, entered before anything else
+    (folded into this script: no extra exec). The caller passes the status pipe's write end as
+    the process's stdin."""
+    ops = _cgroup_ops(cgroup_procs, oom_score_adj)
     if plan.binds:
         ops.append("stage")
         for index, bind in enumerate(plan.binds):
@@ -251,9 +263,25 @@ def setup_argv(
     ]
 
 
-def exec_argv(*, sh: str, workdir: str, env: Mapping[str, str], argv: Sequence[str]) -> list[str]:
-    """``sh -c EXEC_SCRIPT``: enter workdir, keep env exact, exec argv."""
-    return [sh, "-c", EXEC_SCRIPT, "minikubelet-exec", *_cd_ops(workdir, env), "--", *argv]
+def exec_argv(
+    *,
+    sh: str,
+    workdir: str,
+    env: Mapping[str, str],
+    argv: Sequence[str],
+    cgroup_procs: Path | None = None,
+) -> list[str]:
+    """``sh -c EXEC_SCRIPT``: enter the container's cgroup (if any) and workdir, keep env
+    exact, exec argv."""
+    ops = [*_cgroup_ops(cgroup_procs, None), *_cd_ops(workdir, env)]
+    return [sh, "-c", EXEC_SCRIPT, "minikubelet-exec", *ops, "--", *argv]
+
+
+def _cgroup_ops(cgroup_procs: Path | None, oom_score_adj: int | None) -> list[str]:
+    ops = ["cgroup", str(cgroup_procs)] if cgroup_procs is not None else []
+    if oom_score_adj is not None:
+        ops += ["oom", str(int(oom_score_adj))]
+    return ops
 
 
 def _cd_ops(workdir: str, env: Mapping[str, str]) -> list[str]:

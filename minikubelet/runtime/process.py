@@ -15,6 +15,18 @@ gets instead of an image's isolation:
   first-hand, and exec probes join it with ``nsenter -t <pid> -m``. Not as root, there is no
   namespace: volumeMounts are refused and the private /tmp is offered as ``TMPDIR`` instead.
 
+With a cgroup driver (``cgroups=``, cgroup v2 only; the daemon passes None elsewhere and says
+so), every pod gets kubelet's pod cgroup (QoS tier, ResourceConfigForPod) in ``start_pod``, and
+every container *instance* a fresh container cgroup with its limits. The main process enters it
+before anything else runs: the first op of the setup script (``mounts``) is ``echo $$ >
+cgroup.procs`` (and its oom_score_adj), folded into the shell that ``unshare`` already execs, so
+it costs no extra exec; if it cannot enter, the script exits 128 and the command never runs
+(StartError). Exec probes enter the same cgroup in their nsenter wrapper. When the main process
+exits, the reaper kills the whole cgroup (``cgroup.kill``: that also catches processes that left
+the process group) and waits for it to empty before reporting the exit; a non-zero
+``memory.events`` ``oom_kill`` (the counter is fresh per instance) makes it OOMKilled.
+``stop_pod`` removes the pod's cgroups.
+
 Each instance has exactly one reaper task (``_reap``): it waits for the main process, kills
 what the process left in its group, lets the log pump drain, and resolves the instance's
 ``exit`` future. ``wait_container`` and ``stop_container`` only ever await that future
@@ -52,6 +64,8 @@ from typing import Any, Self, TypeVar
 from minikubelet.api import quantity
 from minikubelet.api.errors import ContainerConfigError, RuntimeFailure, StartFailure
 from minikubelet.api.model import Container
+from minikubelet.api.resources import oom_score_adj
+from minikubelet.cgroups import Cgroup, CgroupDriver, CgroupError, enter_argv
 from minikubelet.runtime import logfiles, mounts
 from minikubelet.runtime.base import (
     ContainerConfig,
@@ -106,6 +120,7 @@ class _Instance:
     log: _ObjectLog
     exit: asyncio.Future[ContainerExit]  # resolved by the reaper, once
     pump: asyncio.Task[None] | None = None  # copies the output pipe into the log file
+    cgroup: Cgroup | None = None  # this instance's container cgroup; None without a driver
 
     @property
     def pid(self) -> int:
@@ -128,10 +143,18 @@ class ProcessRuntime:
         log_max_bytes: int = 10 * 1024 * 1024,
         log_max_files: int = 5,
         mount_namespaces: bool | None = None,
+        cgroups: CgroupDriver | None = None,
+        node_memory: int | None = None,
     ) -> None:
         """``mount_namespaces``: None uses them when root and unshare works; False never does
-        (what a non-root daemon gets, for tests and for hosts that forbid unshare)."""
+        (what a non-root daemon gets, for tests and for hosts that forbid unshare).
+
+        ``cgroups``: a set-up driver to enforce limits with; None runs containers without
+        cgroups (the daemon decides, and reports why). ``node_memory`` (bytes, default the
+        host's RAM) is what a Burstable container's oom_score_adj is computed against."""
         self._root = root
+        self._cgroups = cgroups
+        self._node_memory = node_memory or os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
         self._log_max_bytes = log_max_bytes
         self._log_max_files = log_max_files
         self._want_namespaces = mount_namespaces
@@ -153,6 +176,11 @@ class ProcessRuntime:
     @property
     def name(self) -> str:
         return "process"
+
+    @property
+    def cgroups(self) -> CgroupDriver | None:
+        """The driver that enforces limits, or None."""
+        return self._cgroups
 
     @property
     def isolated(self) -> bool:
@@ -261,8 +289,12 @@ class ProcessRuntime:
                             directory / "volumes" / volume.name, volume.empty_dir.size_limit
                         )
             self._pods[pod.uid] = _PodState(directory=directory)
+        cgroup_path: str | None = None
+        if self._cgroups is not None:
+            # Idempotent: QoS tier + ResourceConfigForPod (CgroupError is a RuntimeFailure).
+            cgroup_path = str(self._cgroups.create_pod(uid=pod.uid, spec=pod.spec).path)
         # The process runtime shares the host's network: probes reach containers on loopback.
-        return PodSandbox(pod_ip="127.0.0.1")
+        return PodSandbox(pod_ip="127.0.0.1", cgroup_path=cgroup_path)
 
     async def _mount_tmpfs(self, directory: Path, size_limit: int | float | str | None) -> None:
         if await asyncio.to_thread(os.path.ismount, directory):
@@ -287,6 +319,11 @@ class ProcessRuntime:
             with contextlib.suppress(RuntimeFailure):
                 await asyncio.shield(inst.exit)
             del self._instances[inst.container_id]
+        if self._cgroups is not None:
+            try:
+                await self._cgroups.remove_pod(pod.uid, timeout=GROUP_EXIT_TIMEOUT)
+            except CgroupError as exc:
+                log.warning("%s/%s: pod cgroup left behind: %s", pod.namespace, pod.name, exc)
         # Only our tmpfs volumes can be mounted below the pod's directory in our namespace
         # (binds happen in the containers' namespaces): unmount them, deepest first.
         mounted = await asyncio.to_thread(mounts.find_mountpoints_below, directory)
@@ -371,6 +408,13 @@ class ProcessRuntime:
 
         await asyncio.to_thread(mounts.check_start, argv[0], env["PATH"], workdir, plan)
 
+        cgroup: Cgroup | None = None
+        adjust: int | None = None
+        if self._cgroups is not None:
+            # A fresh cgroup per instance: its memory.events counts only this instance.
+            cgroup = self._cgroups.create_container(uid=pod.uid, spec=pod.spec, container=spec)
+            adjust = oom_score_adj(pod.spec, spec, node_memory=self._node_memory)
+
         log_dir = state.directory / "logs" / spec.name
         await asyncio.to_thread(_prune_logs, log_dir, config.restart_count)
         for path in [p for p in self._writers if p.parent == log_dir]:
@@ -395,6 +439,8 @@ class ProcessRuntime:
             plan=plan,
             writer=writer,
             olog=olog,
+            cgroup=cgroup,
+            oom_score_adj=adjust,
         )
         # Reaped from here on, whatever happens to this call.
         self._instances[cid] = inst
@@ -418,8 +464,13 @@ class ProcessRuntime:
         plan: mounts.MountPlan,
         writer: logfiles.LogWriter,
         olog: _ObjectLog,
+        cgroup: Cgroup | None,
+        oom_score_adj: int | None,
     ) -> _Instance:
-        """Start the process with its output pump; with a namespace, wait until it is set up."""
+        """Start the process with its output pump; with a namespace, wait until it is set up.
+
+        With a cgroup, the process enters it before anything else: as the setup script's first
+        op with a namespace, else through ``enter_argv``'s one-line launcher."""
         loop = asyncio.get_running_loop()
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         status_r, status_w = os.pipe2(os.O_CLOEXEC) if self.isolated else (-1, -1)
@@ -441,9 +492,14 @@ class ProcessRuntime:
                         workdir=workdir,
                         env=env,
                         argv=[*setpriv, *argv],
+                        cgroup_procs=cgroup.procs_path if cgroup else None,
+                        oom_score_adj=oom_score_adj,
                     ),
                 ]
                 cwd = "/"  # the script enters workdir after the binds (it may lie inside one)
+            elif cgroup is not None:
+                full = enter_argv(cgroup.procs_path, [*setpriv, *argv], oom_score_adj=oom_score_adj)
+                cwd = workdir
             else:
                 full, cwd = [*setpriv, *argv], workdir
             proc = await asyncio.create_subprocess_exec(
@@ -486,6 +542,7 @@ class ProcessRuntime:
             / f"{spec.name}-{config.restart_count}.json",
             log=olog,
             exit=loop.create_future(),
+            cgroup=cgroup,
         )
         try:
             reader, transport = await _pipe_reader(out_r)
@@ -511,6 +568,7 @@ class ProcessRuntime:
         _signal_group(inst.pid, signal.SIGKILL)
         await inst.proc.wait()
         await _kill_group(inst.pid, inst.log)
+        await _kill_cgroup(inst)
         await self._drain(inst)
 
     def _resolve_user(self, pod: PodSandboxConfig, spec: Container) -> _User | None:
@@ -564,10 +622,13 @@ class ProcessRuntime:
         try:
             code = await inst.proc.wait()
             finished_at = datetime.now(UTC)
-            # Running -> Exited. Whatever it left in its process group goes with it.
+            # Running -> Exited. Whatever it left in its cgroup (forks that left the process
+            # group included) and in its process group goes with it, before the exit is told:
+            # the next instance gets a fresh cgroup of the same name.
+            await _kill_cgroup(inst)
             await _kill_group(inst.pid, inst.log)
             await self._drain(inst)
-            result = _exit_of(code, inst.started_at, finished_at)
+            result = _exit_of(code, inst.started_at, finished_at, oom_killed=_oom_killed(inst))
             inst.log.info(
                 "exited: code %d%s",
                 result.exit_code,
@@ -618,6 +679,12 @@ class ProcessRuntime:
         inst.log.info("did not exit within %gs of SIGTERM; sending SIGKILL", grace_seconds)
         if inst.proc.returncode is None:
             _signal_group(inst.pid, signal.SIGKILL)
+        if inst.cgroup is not None:
+            # Everything in the container, also what left its process group.
+            try:
+                inst.cgroup.kill()
+            except CgroupError as exc:
+                inst.log.warning("cgroup kill: %s", exc)
         await asyncio.shield(inst.exit)
 
     async def remove_container(self, container_id: ContainerID) -> None:
@@ -663,12 +730,21 @@ class ProcessRuntime:
                 "-t",
                 str(inst.pid),
                 "-m",
+                # and its root: setns(CLONE_NEWNS) resets ours to the namespace's, which is
+                # not the container's when the daemon runs chrooted (as in the VM tier)
+                "-r",
                 "--",
                 *mounts.exec_argv(
-                    sh=self._sh, workdir=inst.workdir, env=inst.env, argv=[*inst.setpriv, *command]
+                    sh=self._sh,
+                    workdir=inst.workdir,
+                    env=inst.env,
+                    argv=[*inst.setpriv, *command],
+                    cgroup_procs=inst.cgroup.procs_path if inst.cgroup else None,
                 ),
             ]
             cwd = "/"
+        elif inst.cgroup is not None:
+            argv, cwd = enter_argv(inst.cgroup.procs_path, [*inst.setpriv, *command]), inst.workdir
         else:
             argv, cwd = [*inst.setpriv, *command], inst.workdir
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
@@ -803,7 +879,21 @@ def _prune_logs(log_dir: Path, restart_count: int) -> None:
                     os.unlink(entry.path)
 
 
-def _exit_of(code: int, started_at: datetime, finished_at: datetime) -> ContainerExit:
+def _exit_of(
+    code: int, started_at: datetime, finished_at: datetime, *, oom_killed: bool = False
+) -> ContainerExit:
+    if oom_killed:
+        # memory.oom.group=1: the kernel SIGKILLed the whole container, main process included
+        # (exit 137); a main process that exited by itself while its child was killed keeps
+        # its own code, as containerd reports it.
+        return ContainerExit(
+            exit_code=128 - code if code < 0 else code,
+            signal=-code if code < 0 else None,
+            reason=ExitReason.OOM_KILLED,
+            message=None,
+            started_at=started_at,
+            finished_at=finished_at,
+        )
     if code < 0:
         return ContainerExit(
             exit_code=128 - code,
@@ -836,6 +926,7 @@ def _record(inst: _Instance, pod: PodSandboxConfig) -> dict[str, object]:
         "procStartTicks": _proc_start_ticks(inst.pid),
         "startedAt": inst.started_at.isoformat(),
         "mountNamespace": inst.isolated,
+        "cgroup": str(inst.cgroup.path) if inst.cgroup else None,
         "podName": pod.name,
         "namespace": pod.namespace,
         "exit": None,
@@ -870,6 +961,27 @@ def _write_json(path: Path, data: dict[str, object]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=2) + "\n")
     os.replace(tmp, path)
+
+
+async def _kill_cgroup(inst: _Instance) -> None:
+    """SIGKILL everything in the instance's cgroup and wait until it is empty."""
+    if inst.cgroup is None:
+        return
+    try:
+        await inst.cgroup.kill_and_wait(timeout=GROUP_EXIT_TIMEOUT)
+    except CgroupError as exc:
+        inst.log.warning("after exit: %s", exc)
+
+
+def _oom_killed(inst: _Instance) -> bool:
+    """Whether the kernel's OOM killer killed a process of this instance (fresh counters)."""
+    if inst.cgroup is None:
+        return False
+    try:
+        return inst.cgroup.oom_kills() > 0
+    except CgroupError as exc:
+        inst.log.warning("cannot tell whether it was OOM-killed: %s", exc)
+        return False
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> bool:

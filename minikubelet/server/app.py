@@ -29,7 +29,9 @@ from minikubelet.status.store import StatusStore
 log = logging.getLogger(__name__)
 
 HealthCheck = tuple[str, bool, str]
-"""(name, ok, detail): one line of ``/healthz?verbose``; detail is shown only on failure."""
+"""(name, ok, detail): one line of ``/healthz?verbose``. On failure detail is the reason; on a
+passing check a non-empty detail is a warning, shown as ``[+]name warning: detail`` without
+failing healthz (e.g. pods run, but their limits are not enforced)."""
 
 
 class LogSource(Protocol):
@@ -196,7 +198,9 @@ def make_app(
         lines = []
         failed = False
         for name, ok, detail in checks:
-            if ok:
+            if ok and detail:
+                lines.append(f"[+]{name} warning: {detail}\n")
+            elif ok:
                 lines.append(f"[+]{name} ok\n")
             else:
                 failed = True

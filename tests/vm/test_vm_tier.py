@@ -1,9 +1,11 @@
 """The cgroup v2 VM tier, driven from the host.
 
 Boots the project's harness (tests/vm/run-in-vm.sh: user-mode Linux, cgroup v2 only) twice —
-without and with systemd as PID 1 — and runs tests/vm/test_in_vm_cgroups.py inside, then the
-overhead bench once. A VM that fails to boot fails the test (exit 125 from the harness); in-VM
-test failures fail it too. The figures the in-VM tests measure are printed here.
+without and with systemd as PID 1 — and runs inside: tests/vm/test_in_vm_cgroups.py (the driver
+with plain processes) and tests/vm/test_in_vm_daemon.py (the real daemon and real pods, under
+systemd through the unit in systemd/); then the overhead bench once. A VM that fails to boot
+fails the test (exit 125 from the harness); in-VM test failures fail it too. The figures the
+in-VM tests measure are printed here.
 
 Needs root (the harness installs Debian packages when missing, and the guest mounts). Set
 MINIKUBELET_SKIP_VM=1 to skip on a developer machine; CI must not set it.
@@ -74,7 +76,12 @@ def in_vm_pytest() -> list[str]:
         "-rs",
         "-s",
         "tests/vm/test_in_vm_cgroups.py",
+        "tests/vm/test_in_vm_daemon.py",
     ]
+
+
+FIGURES = {"cpu", "memory", "weights", "cleanup", "daemon", "daemon-cpu", "daemon-memory"}
+FIGURES |= {"daemon-weights", "daemon-cleanup"}
 
 
 def report(
@@ -94,7 +101,7 @@ def test_cgroup_enforcement_in_vm_without_systemd(tmp_path: Path) -> None:
     assert rc != 125, f"the VM itself failed:\n{out[-4000:]}"
     assert rc == 0, f"in-VM tests failed:\n{out[-8000:]}"
     assert " passed" in out and "skipped" in out  # the systemd-only test skips here
-    assert {f["test"] for f in figures} >= {"cpu", "memory", "weights", "cleanup"}
+    assert {f["test"] for f in figures} >= FIGURES
 
 
 @pytest.mark.timeout(VM_TIMEOUT + 120)
@@ -104,7 +111,7 @@ def test_cgroup_enforcement_in_vm_under_systemd_delegation(tmp_path: Path) -> No
     assert rc != 125, f"the VM itself failed:\n{out[-4000:]}"
     assert rc == 0, f"in-VM tests failed:\n{out[-8000:]}"
     assert "skipped" not in out  # the delegation test ran
-    assert {f["test"] for f in figures} >= {"cpu", "memory", "weights", "cleanup"}
+    assert {f["test"] for f in figures} >= FIGURES
 
 
 @pytest.mark.timeout(VM_TIMEOUT + 120)
