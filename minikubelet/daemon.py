@@ -7,6 +7,15 @@ gracefully and in parallel (each within its terminationGracePeriodSeconds), clos
 status and events. A worker that fails is a bug: it stops the daemon with an error rather than
 leave a pod silently unsupervised.
 
+Limits: at start the daemon asks ``cgroups.detect()`` once whether cgroup v2 can enforce them
+here. If so it sets up its subtree and hands the driver to the process runtime; if not, pods
+still run, and the daemon says so once: a warning in the log with detect()'s reason, a Warning
+event on the Node, and a ``[+]cgroups warning: ...`` line in ``/healthz?verbose`` (healthz stays
+ok: the node works, without limits). Config (``cgroups.*``): ``enabled`` (auto: use them when
+possible; true: refuse to start without them; false: never), ``name`` (the subtree, default
+kubepods), ``parent`` (an absolute cgroup path to put it in instead of the daemon's own
+cgroup), ``pidsLimit`` (pids.max of every pod and container).
+
 Restart recovery is not built yet: stopping the daemon stops its pods, so that nothing is left
 running unsupervised. Containers already run in their own sessions, and each instance is
 recorded in the state dir, so that a later daemon can adopt them instead.
@@ -21,13 +30,17 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 import psutil
 
 from minikubelet.api.identity import DesiredSet, StaticPod
-from minikubelet.api.model import EventType, ObjectReference
+from minikubelet.api.model import EventType, ObjectReference, PodKey
+from minikubelet.cgroups import CgroupDriver, CgroupError, detect
+from minikubelet.cgroups.driver import DEFAULT_NAME
 from minikubelet.config import DaemonConfig
 from minikubelet.pods.admission import Admission
 from minikubelet.pods.reconciler import Reconciler
@@ -35,7 +48,8 @@ from minikubelet.pods.worker import PodWorker, WorkerSettings
 from minikubelet.runtime.base import ContainerConfig, ContainerKind, PodSandboxConfig, Runtime
 from minikubelet.runtime.podman import ImageEventSink, PodmanRuntime
 from minikubelet.runtime.process import ProcessRuntime
-from minikubelet.server.app import make_app, serve
+from minikubelet.runtime.unavailable import UnavailableRuntime
+from minikubelet.server.app import HealthCheck, make_app, serve
 from minikubelet.source.manifests import ManifestSource
 from minikubelet.status.events import EventRecorder
 from minikubelet.status.store import StatusStore
@@ -104,6 +118,94 @@ def _image_event_sink(events: EventRecorder) -> ImageEventSink:
     return record
 
 
+CGROUPS_UNAVAILABLE = "CgroupsUnavailable"  # node event reason: limits are not enforced
+
+
+@dataclass(frozen=True, slots=True)
+class CgroupSettings:
+    enabled: bool | None  # None = auto: enforce limits where cgroup v2 allows it
+    name: str  # the subtree's name (kubelet: kubepods)
+    parent: str | None  # absolute cgroup path for the subtree; None = the daemon's own cgroup
+    pids_limit: int | None  # pids.max for every pod and container; None = no limit
+
+
+def cgroup_settings(extra: Mapping[str, Any]) -> CgroupSettings:
+    """The ``cgroups.*`` keys of the config file; SystemExit naming the key when one is wrong."""
+    known = {"cgroups.enabled", "cgroups.name", "cgroups.parent", "cgroups.pidsLimit"}
+    for key in extra:
+        if key.startswith("cgroups.") and key not in known:
+            raise SystemExit(f"config: {key}: unknown setting (known: {', '.join(sorted(known))})")
+    raw_enabled = extra.get("cgroups.enabled", "auto")
+    if raw_enabled == "auto":
+        enabled: bool | None = None
+    elif isinstance(raw_enabled, bool):
+        enabled = raw_enabled
+    else:
+        raise SystemExit(
+            f"config: cgroups.enabled: Invalid value: {raw_enabled!r}: must be auto, true or false"
+        )
+    name = extra.get("cgroups.name", DEFAULT_NAME)
+    if not isinstance(name, str) or not name or "/" in name:
+        raise SystemExit(f"config: cgroups.name: Invalid value: {name!r}: must be a cgroup name")
+    parent = extra.get("cgroups.parent")
+    if parent is not None and (not isinstance(parent, str) or not parent.startswith("/")):
+        raise SystemExit(
+            f"config: cgroups.parent: Invalid value: {parent!r}: must be an absolute cgroup path"
+        )
+    pids = extra.get("cgroups.pidsLimit")
+    if pids is not None and (not isinstance(pids, int) or isinstance(pids, bool) or pids < 1):
+        raise SystemExit(
+            f"config: cgroups.pidsLimit: Invalid value: {pids!r}: must be a positive integer"
+        )
+    return CgroupSettings(enabled=enabled, name=name, parent=parent, pids_limit=pids)
+
+
+def start_cgroups(
+    settings: CgroupSettings, *, events: EventRecorder, node_name: str
+) -> tuple[CgroupDriver | None, HealthCheck]:
+    """The driver to enforce limits with (set up), or None after saying why, once: a log
+    warning, a node Warning event, and the health line returned for /healthz?verbose."""
+
+    def not_enforced(reason: str) -> tuple[None, HealthCheck]:
+        log.warning("pods run WITHOUT resource limits: %s", reason)
+        events.record(
+            ObjectReference(kind="Node", name=node_name, uid=node_name, namespace=None),
+            type="Warning",
+            reason=CGROUPS_UNAVAILABLE,
+            message=reason,
+        )
+        return None, ("cgroups", True, reason)
+
+    if settings.enabled is False:
+        return not_enforced(
+            "cgroups.enabled is false in the config: CPU and memory limits are not enforced"
+        )
+    support = detect(parent=settings.parent)
+    if not support.available:
+        if settings.enabled:
+            raise SystemExit(f"cgroups.enabled is true, but {support.reason}")
+        return not_enforced(support.reason)
+    try:
+        driver = CgroupDriver(support, name=settings.name, pids_limit=settings.pids_limit)
+        driver.setup()
+    except CgroupError as exc:
+        reason = (
+            f"setting up the cgroup subtree failed ({exc}): CPU and memory limits are not enforced"
+        )
+        if settings.enabled:
+            raise SystemExit(f"cgroups.enabled is true, but {reason}") from exc
+        return not_enforced(reason)
+    log.info("%s; pods in %s", support.reason, driver.top.path)
+    if leftovers := driver.pod_uids():
+        log.warning(
+            "%d pod cgroups left by an earlier run under %s (not adopted): %s",
+            len(leftovers),
+            driver.top.path,
+            ", ".join(leftovers),
+        )
+    return driver, ("cgroups", True, "")
+
+
 class _Runtimes:
     """The runtimes this daemon can run pods on, by runtimeClassName."""
 
@@ -113,7 +215,13 @@ class _Runtimes:
 
     def for_pod(self, static: StaticPod) -> Runtime:
         name = static.pod.spec.runtime_class_name or self.default
-        return self._runtimes[name]
+        runtime = self._runtimes.get(name)
+        if runtime is None:
+            reason = f"this daemon runs {', '.join(self.available())}"
+            if name == "containerd":
+                reason = "the containerd runtime is not built yet; " + reason
+            return UnavailableRuntime(name, reason=reason)
+        return runtime
 
     def available(self) -> list[str]:
         return sorted(self._runtimes)
@@ -153,6 +261,14 @@ async def run(cfg: DaemonConfig) -> None:
         flush_interval=cfg.status_flush_interval,
     )
     events.load()
+    # What the previous daemon left: shown until the manifests are read, then each pod that is
+    # still wanted (same UID) carries on from it and the rest are dropped.
+    restored = {
+        PodKey(f"{e.view.metadata.get('namespace', 'default')}/{e.view.metadata.get('name')}"): e
+        for e in store.load()
+    }
+    for key, entry in restored.items():
+        store.put(key, entry)
     allocatable = node_allocatable(cfg)
     admission = Admission(allocatable)
     log.info(
@@ -175,21 +291,28 @@ async def run(cfg: DaemonConfig) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
 
+    cgroups, cgroups_health = start_cgroups(
+        cgroup_settings(cfg.extra), events=events, node_name=cfg.node_name
+    )
+
     async with contextlib.AsyncExitStack() as stack:
         process = await stack.enter_async_context(
             ProcessRuntime(
                 root=cfg.state_dir / "process",
                 log_max_bytes=cfg.container_log_max_size,
                 log_max_files=cfg.container_log_max_files,
+                cgroups=cgroups,
+                node_memory=psutil.virtual_memory().total,
             )
         )
         available: dict[str, Runtime] = {"process": process}
-        if cfg.runtime == "podman" or cfg.podman_socket.exists():
-            # Entering never contacts podman: the daemon starts even while the socket is down,
-            # and podman pods wait with a reason until it answers.
-            available["podman"] = await stack.enter_async_context(
-                PodmanRuntime(socket=cfg.podman_socket, image_events=_image_event_sink(events))
-            )
+        # Always there: entering never contacts podman, so the daemon starts even while the
+        # socket is down (or not created yet), and podman pods wait with a reason until it
+        # answers. Registering it only when the socket existed at start made a podman pod
+        # crash the daemon (KeyError in _Runtimes.for_pod) when podman came up after it.
+        available["podman"] = await stack.enter_async_context(
+            PodmanRuntime(socket=cfg.podman_socket, image_events=_image_event_sink(events))
+        )
         runtimes = _Runtimes(available, default=cfg.runtime)
         if cfg.runtime not in runtimes.available():
             raise SystemExit(
@@ -198,7 +321,7 @@ async def run(cfg: DaemonConfig) -> None:
             )
 
         def make_worker(static: StaticPod, predecessor: asyncio.Task[None] | None) -> PodWorker:
-            return PodWorker(
+            worker = PodWorker(
                 static,
                 runtime=runtimes.for_pod(static),
                 store=store,
@@ -207,6 +330,10 @@ async def run(cfg: DaemonConfig) -> None:
                 predecessor=predecessor,
                 admission=admission,
             )
+            previous = restored.pop(static.key, None)
+            if previous is not None and previous.uid == static.uid:
+                worker.restore(previous.view.status)
+            return worker
 
         reconciler = Reconciler(make_worker=make_worker, events=events, node_name=cfg.node_name)
 
@@ -223,7 +350,12 @@ async def run(cfg: DaemonConfig) -> None:
                 namespace, pod, container, previous=previous, tail_lines=tail_lines, follow=follow
             )
 
-        app = make_app(store=store, events=events, logs=logs, health=lambda: [("ping", True, "")])
+        app = make_app(
+            store=store,
+            events=events,
+            logs=logs,
+            health=lambda: [("ping", True, ""), cgroups_health],
+        )
         site = await serve(app, cfg.listen_host, cfg.listen_port)
         stack.push_async_callback(site.cleanup)
 
@@ -235,8 +367,14 @@ async def run(cfg: DaemonConfig) -> None:
         )
 
         def publish(desired: DesiredSet) -> None:
-            if not stop.is_set():
-                reconciler.reconcile_once(desired)
+            if stop.is_set():
+                return
+            reconciler.reconcile_once(desired)
+            for key, entry in list(restored.items()):
+                # Left by the previous daemon and not wanted any more (file gone or changed).
+                if key not in desired.pods or desired.pods[key].uid != entry.uid:
+                    store.remove(key, uid=entry.uid)
+                    del restored[key]
 
         async with asyncio.TaskGroup() as tg:
             flushers = [

@@ -76,6 +76,8 @@ from minikubelet.status.store import PodEntry, StatusStore
 
 log = logging.getLogger(__name__)
 
+CGROUP_ANNOTATION = "minikubelet.io/cgroup"  # the pod's cgroup directory, for operators
+
 
 @dataclass(frozen=True, slots=True)
 class WorkerSettings:
@@ -147,6 +149,13 @@ class _RoomFreed:
 _Message = _Exited | _ProbeChanged | _Stop | _RoomFreed
 
 
+def _exit_reason(reason: str | None) -> ExitReason:
+    for candidate in ExitReason:
+        if candidate.value == reason:
+            return candidate
+    return ExitReason.ERROR
+
+
 def should_restart(policy: str, exit_code: int) -> bool:
     """kubelet's ShouldContainerBeRestarted for a container that has run and exited."""
     if policy == "Never":
@@ -197,6 +206,7 @@ class PodWorker:
         self._clock = clock or asyncio.get_running_loop().time
         self._queue: asyncio.Queue[_Message] = asyncio.Queue()
         self._stop_requested = False
+        self._keep_status = False  # leave the final status in the store when stopped
         self._backoff = Backoff(
             initial=settings.backoff_initial,
             maximum=settings.backoff_max,
@@ -227,6 +237,7 @@ class PodWorker:
             uid=static.uid, name=static.name, namespace=static.namespace, spec=spec
         )
         self._pod_ip: str | None = None
+        self._cgroup_path: str | None = None  # the pod's cgroup, shown as an annotation
         self._initialized = False  # every init container has done its part (latched)
         self._finished = False  # restartPolicy says nothing will run again
         self._failed_init = False  # a plain init container failed under restartPolicy Never
@@ -246,11 +257,54 @@ class PodWorker:
     def uid(self) -> str:
         return self.static.uid
 
-    def request_stop(self) -> None:
-        """Ask for a graceful stop (file removed or changed, daemon shutting down)."""
+    def request_stop(self, *, keep_status: bool = False) -> None:
+        """Ask for a graceful stop. The pod's entry leaves the API once it has stopped, unless
+        ``keep_status`` (the daemon is shutting down, the pod itself is not being deleted): then
+        its final status stays, is persisted, and seeds the next daemon's worker."""
+        self._keep_status = self._keep_status or keep_status
         if not self._stop_requested:
             self._stop_requested = True
             self._queue.put_nowait(_Stop())
+
+    def restore(self, previous: PodStatus) -> None:
+        """Carry on from the status a previous daemon left for this same pod (same UID).
+
+        That daemon stopped the pod's containers when it stopped, so a pod that was still
+        running starts afresh (a new sandbox: init containers run again), each container's
+        restartCount carries on and the stop shows as its lastState. A pod that had finished
+        (Succeeded or Failed) stays finished: a daemon restart does not re-run a completed job.
+        """
+        finished = previous.phase in ("Succeeded", "Failed")
+        for status in [
+            *(previous.init_container_statuses or []),
+            *(previous.container_statuses or []),
+        ]:
+            rec = self._records.get(status.name)
+            if rec is None:
+                continue
+            final = status.state.terminated or status.last_state.terminated
+            if status.state.running is None and final is None:
+                continue  # it never ran
+            rec.instances = status.restart_count + 1
+            if final is None or final.finished_at is None:
+                continue
+            exit = ContainerExit(
+                exit_code=final.exit_code,
+                signal=final.signal,
+                reason=_exit_reason(final.reason),
+                message=final.message,
+                started_at=final.started_at or final.finished_at,
+                finished_at=final.finished_at,
+            )
+            if finished:
+                rec.exit = exit
+                rec.waiting_reason = None
+            else:
+                rec.last_exit = exit
+        if finished:
+            self._initialized = self._finished = True
+        if previous.start_time is not None:
+            self._start_time = previous.start_time
 
     async def run(self) -> None:
         if self._predecessor is not None:
@@ -273,7 +327,8 @@ class PodWorker:
                 await self._terminate()
         if self._admission is not None:
             self._admission.release(self.uid)
-        self._store.remove(self.static.key, uid=self.uid)
+        if not self._keep_status:
+            self._store.remove(self.static.key, uid=self.uid)
 
     # --- events -------------------------------------------------------------------------------
 
@@ -342,6 +397,10 @@ class PodWorker:
                 await self._wait(self._backoff.get("sandbox"))
                 continue
             self._pod_ip = sandbox.pod_ip
+            if sandbox.cgroup_path is not None:
+                # Metadata is only rewritten by put(): publish the annotation now.
+                self._cgroup_path = sandbox.cgroup_path
+                self._store.put(self.static.key, self._entry())
             return True
         return False
 
@@ -388,7 +447,10 @@ class PodWorker:
             self.static.pod.spec.restart_policy != "Never"
         )
         message = f"Container {rec.name} failed {failed.value.lower()} probe"
-        if restart:
+        if rec.kind is ContainerKind.SIDECAR:
+            # computeInitContainerActions words it differently, and without the suffix.
+            message = f"Init container {rec.name} failed {failed.value.lower()} probe"
+        elif restart:
             message += ", will be restarted"
         probe = rec.spec.liveness_probe if failed is ProbeKind.LIVENESS else rec.spec.startup_probe
         grace = float(self.static.pod.spec.termination_grace_period_seconds)
@@ -865,6 +927,10 @@ class PodWorker:
 
     def _entry(self) -> PodEntry:
         metadata = dump(self.static.metadata)
+        if self._cgroup_path is not None:
+            annotations = dict(metadata.get("annotations") or {})
+            annotations[CGROUP_ANNOTATION] = self._cgroup_path
+            metadata["annotations"] = annotations
         if self._terminating:
             metadata["deletionTimestamp"] = format_time(now())
             metadata["deletionGracePeriodSeconds"] = (
