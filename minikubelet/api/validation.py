@@ -12,10 +12,12 @@ The stages are:
    they do in Kubernetes' YAML-to-JSON step.
 2. The schema (``api.model``): shape only, that is unknown fields, types, enum values and
    required fields. pydantic's errors become field errors (``api.schema_errors``); an unknown
-   field names the object it appears in, with a did-you-mean when a real field is close. This
-   stage stops the pipeline, as the API server's strict decoding does: a manifest with an
-   unknown field or a value of the wrong type is refused before validation runs, and the rules
-   below may then rely on every field having its declared type.
+   field names the object it appears in, with a did-you-mean when a real field is close. A value
+   of the wrong type stops the pipeline, as the API server's strict decoding does, so the rules
+   below may rely on every field having its declared type. Unknown fields alone do not: the
+   object is decoded again without them and the stages below still run, so a typo such as
+   ``periodSecond`` is reported together with the manifest's other problems (the API server
+   would stop at the typo).
 3. ``validate_pod``: single-field ranges (ports, probe periods and thresholds, user IDs, grace
    periods) and the rules across fields, in one pass, so ``containerPort: 70000`` and a
    volumeMount naming a missing volume are reported together, as the API server reports them.
@@ -104,15 +106,37 @@ def decode_pod(data: bytes, *, source: str) -> DecodedPod:
     type_errors = _check_type_meta(obj)
     if type_errors:
         raise ManifestError(source, type_errors)
+    unknown: list[FieldError] = []
     try:
         pod = Pod.model_validate_json(json.dumps(obj))
     except ValidationError as exc:
-        raise ManifestError(source, schema_errors(exc)) from None
-    errors = validate_pod(pod)
+        # Unknown fields alone do not stop here (the API server would): without them the
+        # manifest may still decode, and then its other problems are reported in the same go.
+        extra = [e["loc"] for e in exc.errors() if e["type"] == "extra_forbidden"]
+        if len(extra) != len(exc.errors()):
+            raise ManifestError(source, schema_errors(exc)) from None
+        unknown = schema_errors(exc)
+        try:
+            pod = Pod.model_validate_json(json.dumps(_without(obj, extra)))
+        except ValidationError:
+            raise ManifestError(source, unknown) from None
+    errors = [*unknown, *validate_pod(pod)]
     if errors:
         raise ManifestError(source, errors)
     warnings = tuple(ignored_field_warnings(pod))
     return DecodedPod(pod=default_pod(pod), warnings=warnings)
+
+
+def _without(obj: dict[str, object], locations: list[tuple[int | str, ...]]) -> object:
+    """A deep copy of ``obj`` with the keys at ``locations`` (pydantic locs) removed."""
+    copy = json.loads(json.dumps(obj))
+    for loc in locations:
+        node = copy
+        for step in loc[:-1]:
+            node = node[step]
+        if isinstance(node, dict):
+            node.pop(str(loc[-1]), None)
+    return copy
 
 
 # --- 1. bytes -> one object ---------------------------------------------------------------------

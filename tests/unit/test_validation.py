@@ -352,6 +352,27 @@ def test_unknown_fields_and_wrong_types_stop_before_range_and_cross_field_checks
     ]
 
 
+def test_unknown_fields_alone_do_not_hide_the_other_problems():
+    lines = _errors(
+        _pod(
+            """
+            containers:
+            - name: web
+              ports: [{containerPort: 70000}]
+              volumeMounts: [{name: missing, mountPath: /m}]
+              livenessProbe: {exec: {command: ["true"]}, periodSecond: 3}
+            """
+        )
+    )
+    assert lines == [
+        'manifests/web.yaml: spec.containers[0].livenessProbe: unknown field "periodSecond", '
+        'did you mean "periodSeconds"?',
+        "manifests/web.yaml: spec.containers[0].ports[0].containerPort: Invalid value: 70000: "
+        "must be between 1 and 65535, inclusive",
+        'manifests/web.yaml: spec.containers[0].volumeMounts[0].name: Not found: "missing"',
+    ]
+
+
 def test_semantic_errors_are_all_reported_at_once():
     lines = _errors(
         _pod(
