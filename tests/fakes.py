@@ -82,7 +82,7 @@ class FakeRuntime:
     def starts(self, name: str) -> int:
         return sum(1 for op, n in self.calls if op == "start" and n == name)
 
-    def exit(self, name: str, code: int) -> None:
+    def exit(self, name: str, code: int, *, reason: ExitReason | None = None) -> None:
         """End the running instance of ``name`` with ``code``."""
         c = self.running(name)
         assert c is not None, f"{name} is not running"
@@ -90,7 +90,7 @@ class FakeRuntime:
             ContainerExit(
                 exit_code=code,
                 signal=None,
-                reason=ExitReason.COMPLETED if code == 0 else ExitReason.ERROR,
+                reason=reason or (ExitReason.COMPLETED if code == 0 else ExitReason.ERROR),
                 message=None,
                 started_at=c.started_at,
                 finished_at=datetime.now(UTC),

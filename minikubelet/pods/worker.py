@@ -733,6 +733,17 @@ class PodWorker:
         rec.backoff_reported = False
         rec.waiting_reason = rec.waiting_message = None
         rec.killing = False
+        if message.exit.reason is ExitReason.OOM_KILLED:
+            # kubelet puts a container's OOM only in its status (its SystemOOM event is for the
+            # node); minikubelet also says it as an event, where people look first.
+            limit = (rec.spec.resources.limits or {}).get("memory") if rec.spec.resources else None
+            self.event(
+                "Warning",
+                "OOMKilled",
+                f"Container {rec.name} was killed by the kernel for exceeding its memory limit"
+                + (f" of {limit}" if limit is not None else ""),
+                field_path=rec.field_path,
+            )
         if self._probes is not None:
             self._probes.container_exited(
                 rec.name, container_id=message.container_id, final=not self._will_restart(rec)

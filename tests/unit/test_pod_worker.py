@@ -14,6 +14,7 @@ import yaml
 from minikubelet.api.identity import StaticPod
 from minikubelet.api.model import ContainerStatus, ObjectMeta, Pod, PodStatus, pod_key
 from minikubelet.pods.worker import PodWorker, WorkerSettings
+from minikubelet.runtime.base import ExitReason
 from minikubelet.status.events import EventRecorder
 from minikubelet.status.store import StatusStore
 from tests.fakes import FakeRuntime
@@ -386,3 +387,28 @@ async def test_next_container_waits_for_the_sidecars_startup_probe(run):
     finally:
         h.worker.request_stop()
         await task
+
+
+async def test_an_oom_kill_is_recorded_as_an_event_and_restarted_by_policy(run):
+    h = await run(
+        """
+apiVersion: v1
+kind: Pod
+metadata: {name: hog}
+spec:
+  containers:
+  - name: app
+    command: [x]
+    resources: {limits: {memory: 32Mi}}
+"""
+    )
+    await h.until(lambda: h.runtime.running("app"))
+    h.runtime.exit("app", 137, reason=ExitReason.OOM_KILLED)
+    await h.until(lambda: h.runtime.starts("app") == 2)
+    last = h.container("app").last_state.terminated
+    assert (last.reason, last.exit_code) == ("OOMKilled", 137)
+    oom = [e for e in h.events.events() if e.reason == "OOMKilled"]
+    assert [e.message for e in oom] == [
+        "Container app was killed by the kernel for exceeding its memory limit of 32Mi"
+    ]
+    assert oom[0].type == "Warning"
