@@ -25,7 +25,6 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from decimal import Decimal
 
 from minikubelet.api.env import expand_command, resolve_env
@@ -37,11 +36,6 @@ from minikubelet.api.errors import (
 )
 from minikubelet.api.identity import StaticPod
 from minikubelet.api.model import (
-    Container,
-    ContainerState,
-    ContainerStateRunning,
-    ContainerStateTerminated,
-    ContainerStateWaiting,
     ContainerStatus,
     EventType,
     ObjectReference,
@@ -57,6 +51,12 @@ from minikubelet.api.resources import qos_class
 from minikubelet.pods.admission import Admission, unschedulable_message
 from minikubelet.pods.backoff import Backoff, format_go_duration
 from minikubelet.pods.hooks import ExecFn, run_hook
+from minikubelet.pods.records import (
+    ContainerRecord,
+    container_status,
+    restore_record,
+    should_restart,
+)
 from minikubelet.probes.handlers import HTTPProber
 from minikubelet.probes.results import ProbeKind, ProbeUpdate
 from minikubelet.probes.worker import ProbeManager
@@ -90,40 +90,6 @@ class WorkerSettings:
     allocatable: Mapping[str, Decimal] = field(default_factory=dict)  # resourceFieldRef fallback
 
 
-@dataclass(slots=True)
-class ContainerRecord:
-    """What the worker knows about one container of the pod (all its instances)."""
-
-    spec: Container
-    kind: ContainerKind
-    field_path: str  # for events: spec.containers{name} / spec.initContainers{name}
-    instances: int = 0  # instances started so far; restartCount = instances - 1
-    container_id: ContainerID | None = None  # the current or most recent instance
-    running: bool = False  # the current instance is alive
-    started_at: datetime | None = None  # when the current instance started
-    exit: ContainerExit | None = None  # the current instance's exit, once it ended
-    last_exit: ContainerExit | None = None  # the instance before that (status.lastState)
-    attempt_at: float | None = None  # loop time of the last failed attempt or exit (backoff)
-    waiting_reason: str | None = None  # why it is not running: CrashLoopBackOff, ...
-    waiting_message: str | None = None
-    backoff_reported: bool = False  # the BackOff event for the current wait was recorded
-    ready: bool = False  # readiness (no probe: ready while running)
-    started: bool = False  # startup passed (no probe: started while running)
-    killing: bool = False  # a stop of the current instance is in flight
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    @property
-    def restart_count(self) -> int:
-        return max(0, self.instances - 1)
-
-    @property
-    def succeeded(self) -> bool:
-        return self.exit is not None and self.exit.exit_code == 0 and not self.running
-
-
 @dataclass(frozen=True, slots=True)
 class _Exited:
     name: str
@@ -147,32 +113,6 @@ class _RoomFreed:
 
 
 _Message = _Exited | _ProbeChanged | _Stop | _RoomFreed
-
-
-def _exit_reason(reason: str | None) -> ExitReason:
-    for candidate in ExitReason:
-        if candidate.value == reason:
-            return candidate
-    return ExitReason.ERROR
-
-
-def should_restart(policy: str, exit_code: int) -> bool:
-    """kubelet's ShouldContainerBeRestarted for a container that has run and exited."""
-    if policy == "Never":
-        return False
-    return not (policy == "OnFailure" and exit_code == 0)
-
-
-def _terminated(exit: ContainerExit, container_id: str | None) -> ContainerStateTerminated:
-    return ContainerStateTerminated(
-        exit_code=exit.exit_code,
-        signal=exit.signal,
-        reason=exit.reason.value,
-        message=exit.message,
-        started_at=exit.started_at.replace(microsecond=0),
-        finished_at=exit.finished_at.replace(microsecond=0),
-        container_id=container_id,
-    )
 
 
 @dataclass(slots=True)
@@ -282,25 +222,7 @@ class PodWorker:
             rec = self._records.get(status.name)
             if rec is None:
                 continue
-            final = status.state.terminated or status.last_state.terminated
-            if status.state.running is None and final is None:
-                continue  # it never ran
-            rec.instances = status.restart_count + 1
-            if final is None or final.finished_at is None:
-                continue
-            exit = ContainerExit(
-                exit_code=final.exit_code,
-                signal=final.signal,
-                reason=_exit_reason(final.reason),
-                message=final.message,
-                started_at=final.started_at or final.finished_at,
-                finished_at=final.finished_at,
-            )
-            if finished:
-                rec.exit = exit
-                rec.waiting_reason = None
-            else:
-                rec.last_exit = exit
+            restore_record(rec, status, finished=finished)
         if finished:
             self._initialized = self._finished = True
         if previous.start_time is not None:
@@ -848,38 +770,7 @@ class PodWorker:
     # --- status -------------------------------------------------------------------------------
 
     def _container_status(self, rec: ContainerRecord) -> ContainerStatus:
-        cid = rec.container_id
-        last = ContainerState()
-        if rec.running:
-            state = ContainerState(running=ContainerStateRunning(started_at=rec.started_at))
-            if rec.last_exit is not None:
-                last = ContainerState(terminated=_terminated(rec.last_exit, None))
-        elif rec.waiting_reason is not None or (rec.exit is not None and self._will_restart(rec)):
-            state = ContainerState(
-                waiting=ContainerStateWaiting(
-                    reason=rec.waiting_reason or "ContainerCreating",
-                    message=rec.waiting_message,
-                )
-            )
-            if rec.exit is not None:
-                last = ContainerState(terminated=_terminated(rec.exit, cid))
-        elif rec.exit is not None:
-            state = ContainerState(terminated=_terminated(rec.exit, cid))
-            if rec.last_exit is not None:
-                last = ContainerState(terminated=_terminated(rec.last_exit, None))
-        else:
-            state = ContainerState(waiting=ContainerStateWaiting(reason="ContainerCreating"))
-        return ContainerStatus(
-            name=rec.name,
-            state=state,
-            last_state=last,
-            ready=rec.ready and rec.running,
-            restart_count=rec.restart_count,
-            image=rec.spec.image or "",
-            image_id="",
-            container_id=cid,
-            started=rec.started and rec.running,
-        )
+        return container_status(rec, restarting=rec.exit is not None and self._will_restart(rec))
 
     def _will_restart(self, rec: ContainerRecord) -> bool:
         """Whether an exited container is waiting to run again (shown as Waiting)."""
