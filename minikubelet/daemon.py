@@ -284,6 +284,8 @@ async def run(cfg: DaemonConfig) -> None:
         backoff_reset=cfg.backoff_reset,
         minimum_grace_period=cfg.minimum_grace_period,
         allocatable=allocatable,
+        # A previous daemon left state: this is a restart, and probes get kubelet's jitter.
+        restarted_at=asyncio.get_running_loop().time() if restored else None,
     )
 
     stop = asyncio.Event()

@@ -88,6 +88,7 @@ class WorkerSettings:
     backoff_reset: float = 600.0
     minimum_grace_period: float = 2.0
     allocatable: Mapping[str, Decimal] = field(default_factory=dict)  # resourceFieldRef fallback
+    restarted_at: float | None = None  # loop time this daemon started, if it is a restart
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,6 +337,7 @@ class PodWorker:
             pod_ip=self._pod_ip or "127.0.0.1",
             exec_in_container=self._exec,
             on_event=self._probe_event,
+            daemon_started_at=self._settings.restarted_at,
         )
         # Results wake the worker through its own queue; the manager's queue is not needed.
         probes.results.unsubscribe(probes.updates)

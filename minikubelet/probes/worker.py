@@ -275,13 +275,14 @@ class ProbeWorker:
     # --- the loop ----------------------------------------------------------------------------
 
     def _jitter(self) -> float:
-        """A random part of a period before the first probe, only for instances adopted by a
-        daemon that started less than a period ago (kubelet: avoid a burst after a restart)."""
+        """kubelet's worker.go: within one period of the daemon's start, the first probe waits
+        a random part of a period, so that a daemon bringing many pods back does not probe them
+        all in the same instant. ``daemon_started_at`` is only given after a restart."""
         inst, started = self._instance, self._daemon_started_at
         if inst is None or started is None:
             return 0.0
         period = self.probe.period_seconds
-        if self._clock() - started < period and inst.started_at < started:
+        if self._clock() - started < period:
             return self._rng() * period
         return 0.0
 

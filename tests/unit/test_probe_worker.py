@@ -421,19 +421,17 @@ async def test_trigger_probes_now_and_restarts_the_period():
     assert times == [1000.0, 1000.0, 1010.0]
 
 
-async def test_jitter_only_for_containers_adopted_by_a_recently_started_daemon():
-    # Adopted: running before the daemon started 2s ago -> first probe after 0.5 * period.
+async def test_jitter_only_in_the_first_period_after_a_daemon_restart():
+    # A restarted daemon (started 2s ago) -> the first probe after 0.5 * period.
     worker, clock, times = looped(
         ProbeKind.LIVENESS, stop_after=2, periodSeconds=10, daemon_started_at=1000.0 - 2
     )
-    worker.container_started("c1", started_at=clock.now - 60)
+    worker.container_started("c1", started_at=clock.now)
     await worker.run()
     assert times == [1005.0, 1015.0]
 
-    # Started after the daemon: no jitter.
-    worker, clock, times = looped(
-        ProbeKind.LIVENESS, stop_after=1, periodSeconds=10, daemon_started_at=1000.0 - 2
-    )
+    # Not a restart (no daemon_started_at given): no jitter.
+    worker, clock, times = looped(ProbeKind.LIVENESS, stop_after=1, periodSeconds=10)
     worker.container_started("c1", started_at=clock.now)
     await worker.run()
     assert times == [1000.0]
