@@ -46,7 +46,12 @@ from minikubelet.pods.admission import Admission
 from minikubelet.pods.reconciler import Reconciler
 from minikubelet.pods.worker import PodWorker, WorkerSettings
 from minikubelet.runtime.base import ContainerConfig, ContainerKind, PodSandboxConfig, Runtime
-from minikubelet.runtime.podman import ImageEventSink, PodmanRuntime
+from minikubelet.runtime.podman import (
+    ContainerEventRef,
+    ContainerEventSink,
+    ImageEventSink,
+    PodmanRuntime,
+)
 from minikubelet.runtime.process import ProcessRuntime
 from minikubelet.runtime.unavailable import UnavailableRuntime
 from minikubelet.server.app import HealthCheck, make_app, serve
@@ -109,6 +114,26 @@ def _image_event_sink(events: EventRecorder) -> ImageEventSink:
                 name=pod.name,
                 uid=pod.uid,
                 field_path=f"spec.{group}{{{config.container.name}}}",
+            ),
+            type=type_,
+            reason=reason,
+            message=message,
+        )
+
+    return record
+
+
+def _container_event_sink(events: EventRecorder) -> ContainerEventSink:
+    """Events from podman's event stream (done to a container outside minikubelet)."""
+
+    def record(ref: ContainerEventRef, type_: EventType, reason: str, message: str) -> None:
+        events.record(
+            ObjectReference(
+                kind="Pod",
+                namespace=ref.namespace,
+                name=ref.pod_name,
+                uid=ref.pod_uid,
+                field_path=ref.field_path,
             ),
             type=type_,
             reason=reason,
@@ -313,7 +338,11 @@ async def run(cfg: DaemonConfig) -> None:
         # answers. Registering it only when the socket existed at start made a podman pod
         # crash the daemon (KeyError in _Runtimes.for_pod) when podman came up after it.
         available["podman"] = await stack.enter_async_context(
-            PodmanRuntime(socket=cfg.podman_socket, image_events=_image_event_sink(events))
+            PodmanRuntime(
+                socket=cfg.podman_socket,
+                image_events=_image_event_sink(events),
+                container_events=_container_event_sink(events),
+            )
         )
         runtimes = _Runtimes(available, default=cfg.runtime)
         if cfg.runtime not in runtimes.available():

@@ -40,9 +40,45 @@ Mapping (issue 5):
   ``default_ulimits`` in its containers.conf anyway (tests/podman/containers.conf). The limits
   cannot be guessed from here: what counts is the podman service's own hard limit.
 
+Image events (kubelet's image manager, ``pkg/kubelet/images/image_manager.go``), through the
+``image_events`` sink, on the container: Normal ``Pulled`` ``Container image "<image>" already
+present on machine``; Warning ``ErrImageNeverPull`` ``Container image "<image>" is not present
+with pull policy of Never``; Normal ``Pulling`` ``Pulling image "<image>"``; Normal ``Pulled``
+``Successfully pulled image "<image>" in <d> (<d> including waiting). Image size: <n> bytes.``.
+A failed pull raises ``ImagePullError`` whose text is kubelet's ``Failed to pull image "<image>":
+<podman's error>``; the pod worker records that Warning ``Failed`` (and ``Error: ErrImagePull``,
+and later ``ImagePullBackOff``/``BackOff``), so the runtime does not record it a second time.
+
+podman's events -> kubelet's reasons. One owned task ("podman events") follows libpod's
+``/events?stream=true`` (container events oom, kill, stop, died, remove; podman 4.3 cannot
+filter on a label key alone, so events of containers this runtime does not track are dropped
+here), reconnecting with backoff (``RECONNECT_DELAYS``) and replaying from the last event seen
+(``since``) when podman comes back. For a container instance this runtime tracks:
+
+- ``oom``    -> the instance is OOM-killed: its exit says ``OOMKilled`` even when the cgroup
+  read raced the cgroup's removal. podman emits ``oom`` before ``died``, so an exit with code
+  137 and no OOM evidence yet waits (at most ``DIED_GRACE``) for the ``died`` event while the
+  stream is connected. podman 4.3 on cgroup v1 never emits ``oom`` (measured: conmon misses
+  the kill, as it misses ``OOMKilled``); the cgroup watch of ``podman_oom`` covers that host.
+  No event of our own: the pod worker records the OOM kill from the exit.
+- ``kill`` or ``stop`` that minikubelet did not ask for (``podman kill``, ``POST
+  /containers/{id}/kill``) -> Warning ``ContainerStoppedExternally`` ``Container <c> was
+  killed outside minikubelet (podman kill)``, once per instance, through ``container_events``.
+  kubelet has no reason for this (a CRI runtime's containers are not touched behind its back;
+  its ``Killing`` is Normal and means kubelet itself stops the container), hence a reason of
+  our own. The exit itself, and the restart per restartPolicy, come from podman's wait as for
+  any exit. podman 4.3 emits no event for ``podman stop`` (measured: only ``died``), so an
+  external stop looks like an ordinary exit (code 137 or 143).
+- ``remove`` while the instance is tracked (``podman rm -f``) -> the same Warning, ``...was
+  removed outside minikubelet (podman rm)``, unless its ``kill`` was reported already (one
+  event per instance); the wait then fails and the worker reports the vanished container as
+  kubelet does (exit 137). Not covered by a test yet.
+- ``died`` -> nothing extra: the wait API reports the exit (and ends the grace above).
+- Anything else (pause, unpause, exec, the infra container's events...) is not mapped.
+
 The runtime owns one waiter task per running instance (podman's blocking wait, re-issued when
-the service comes back after a restart: containers outlive ``podman system service``), and
-nothing else. Leaving ``async with`` cancels the waiters; containers keep running.
+the service comes back after a restart: containers outlive ``podman system service``) and the
+events task, nothing else. Leaving ``async with`` cancels them; containers keep running.
 
 When podman is unreachable every call raises ``RuntimeFailure`` naming the socket; the worker
 turns it into a waiting reason, an event and a backoff, and the next attempt simply reconnects.
@@ -103,6 +139,9 @@ LABEL_RESTART_COUNT = "io.kubernetes.container.restartCount"
 LABEL_CONTAINER_KIND = "io.minikubelet.container.kind"
 
 RECONNECT_DELAYS = (0.5, 1.0, 2.0, 5.0)  # between attempts to re-wait while podman is away
+DIED_GRACE = 1.0  # seconds an exit 137 waits for podman's "died" event (an "oom" comes first)
+EVENTS_FOLLOWED = ("oom", "kill", "stop", "died", "remove")
+EXTERNAL_REASON = "ContainerStoppedExternally"
 ANCHOR_DIR = "/.minikubelet/volumes"  # where infra (and so every container) holds tmpfs volumes
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 POD_REMOVE_ATTEMPTS = 3
@@ -116,7 +155,23 @@ ImageEventSink = Callable[
     [PodSandboxConfig, ContainerConfig, Literal["Normal", "Warning"], str, str], None
 ]
 """Called with (pod, container, type, reason, message) for kubelet's image events: Pulling,
-Pulled, Failed, ErrImageNeverPull. The daemon records them against the container's field path."""
+Pulled, ErrImageNeverPull (a failed pull's Failed is the worker's). The daemon records them
+against the container's field path."""
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerEventRef:
+    """What an event about a container instance is recorded against (from its labels)."""
+
+    namespace: str
+    pod_name: str
+    pod_uid: str
+    field_path: str  # spec.containers{c} or spec.initContainers{c}
+
+
+ContainerEventSink = Callable[[ContainerEventRef, Literal["Normal", "Warning"], str, str], None]
+"""Called with (container, type, reason, message) for what podman's event stream says was done
+to a container outside minikubelet (module docstring: ContainerStoppedExternally)."""
 
 
 class _ObjectLog(logging.LoggerAdapter[logging.Logger]):
@@ -139,6 +194,11 @@ class _Instance:
     log: _ObjectLog
     oom: OomWatch | None  # None for an adopted instance (started by an earlier daemon)
     exit: asyncio.Future[ContainerExit]  # resolved once, by the waiter
+    ref: ContainerEventRef
+    stopping: bool = False  # minikubelet asked podman to stop it: its kill/stop are ours
+    oom_event: bool = False  # podman's event stream said "oom"
+    external_reported: bool = False
+    died: asyncio.Event = field(default_factory=asyncio.Event)  # podman's "died" event seen
 
 
 @dataclass(slots=True)
@@ -166,12 +226,14 @@ class PodmanRuntime:
         request_timeout: float = 60.0,
         ulimits: Mapping[str, int] | None = None,
         image_events: ImageEventSink | None = None,
+        container_events: ContainerEventSink | None = None,
     ) -> None:
         """``oci_runtime``: "auto" picks runc on cgroup v1 hosts and podman's own choice
         elsewhere; None always leaves it to podman. ``ulimits`` ({"nofile": 20000}) sets soft
         and hard limits of every container; None leaves them to containers.conf.
-        ``image_events`` receives kubelet's image events (see ImageEventSink); without it they
-        only go to the log."""
+        ``image_events`` receives kubelet's image events (see ImageEventSink), and
+        ``container_events`` what podman's events say was done outside minikubelet (see
+        ContainerEventSink); without them they only go to the log."""
         self.socket = socket
         self._api = PodmanClient(socket, timeout=request_timeout)
         self._network = network
@@ -182,6 +244,8 @@ class PodmanRuntime:
         self._swap = _swap_limit_supported()
         self._log_max_bytes = log_max_bytes
         self._image_events = image_events
+        self._container_events = container_events
+        self._events_connected = False  # the event stream is following podman right now
         self._pods: dict[str, _Pod] = {}  # by pod UID
         self._instances: dict[ContainerID, _Instance] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -196,6 +260,7 @@ class PodmanRuntime:
     async def __aenter__(self) -> Self:
         await self._api.__aenter__()
         self._entered = True
+        self._spawn(self._follow_events(), name="podman events")
         return self
 
     async def __aexit__(
@@ -431,6 +496,12 @@ class PodmanRuntime:
             log=olog,
             oom=oom,
             exit=asyncio.get_running_loop().create_future(),
+            ref=ContainerEventRef(
+                namespace=pod.namespace,
+                pod_name=pod.name,
+                pod_uid=pod.uid,
+                field_path=_field_path(config.kind.value, spec.name),
+            ),
         )
         self._instances[cid] = inst
         self._spawn(self._wait(inst), name=f"podman wait {cname}")
@@ -568,6 +639,12 @@ class PodmanRuntime:
         oom = bool(state.get("OOMKilled"))
         if inst.oom is not None:
             oom = inst.oom.finish() or oom
+        if code == 137 and not oom and not inst.oom_event and self._events_connected:
+            # An OOM kill is a SIGKILL: podman's "oom" event, if any, precedes "died".
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(DIED_GRACE):
+                    await inst.died.wait()
+        oom = oom or inst.oom_event
         error = str(state.get("Error") or "") or None
         reason = (
             ExitReason.OOM_KILLED
@@ -609,6 +686,15 @@ class PodmanRuntime:
             log=_ObjectLog(log, {"object": str(data.get("Name", podman_id))}),
             oom=None,
             exit=asyncio.get_running_loop().create_future(),
+            ref=ContainerEventRef(
+                namespace=str(labels.get(LABEL_POD_NAMESPACE, "")),
+                pod_name=str(labels.get(LABEL_POD_NAME, "")),
+                pod_uid=str(labels.get(LABEL_POD_UID, "")),
+                field_path=_field_path(
+                    str(labels.get(LABEL_CONTAINER_KIND, "regular")),
+                    str(labels.get(LABEL_CONTAINER_NAME, "")),
+                ),
+            ),
         )
         self._instances[container_id] = inst
         self._spawn(self._wait(inst), name=f"podman wait {podman_id[:12]}")
@@ -618,6 +704,8 @@ class PodmanRuntime:
         inst = self._instances.get(container_id)
         if inst is not None and inst.exit.done():
             return
+        if inst is not None:
+            inst.stopping = True  # podman's kill/stop events for it are ours
         podman_id = _podman_id(container_id)
         grace = max(0, math.ceil(grace_seconds))
         # Running -> Terminating: SIGTERM, SIGKILL after grace (podman does both).
@@ -707,21 +795,23 @@ class PodmanRuntime:
             raise ImagePullError(message, reason="ErrImageNeverPull")
         self._event(pod, config, "Normal", "Pulling", f'Pulling image "{image}"')
         began = asyncio.get_running_loop().time()
-        try:
-            await self.pull_image(image)
-        except ImagePullError as exc:
-            self._event(pod, config, "Warning", "Failed", str(exc))
-            raise
-        took = asyncio.get_running_loop().time() - began
-        self._event(
-            pod, config, "Normal", "Pulled", f'Successfully pulled image "{image}" in {took:.3f}s'
-        )
+        # A failure raises ImagePullError: the worker records kubelet's Warning Failed with it.
+        await self.pull_image(image)
         present = await self.image_present(image)
         if present is None:
             raise ImagePullError(
                 f'Failed to pull image "{image}": not present after the pull',
                 reason="ErrImagePull",
             )
+        took = _go_duration(asyncio.get_running_loop().time() - began)
+        self._event(
+            pod,
+            config,
+            "Normal",
+            "Pulled",
+            f'Successfully pulled image "{image}" in {took} ({took} including waiting). '
+            f"Image size: {int(present.get('Size') or 0)} bytes.",
+        )
         return present
 
     def _event(
@@ -737,6 +827,82 @@ class PodmanRuntime:
         )
         if self._image_events is not None:
             self._image_events(pod, config, type_, reason, message)
+
+    # --- podman's events -----------------------------------------------------------------------
+
+    async def _follow_events(self) -> None:
+        """The "podman events" task: follow podman's event stream for as long as the runtime
+        lives, reconnecting with backoff; after an outage, replay from where it was left."""
+        delays = iter(RECONNECT_DELAYS)
+        since: str | None = None  # podman's "time" (unix seconds) of the last event seen
+        filters = json.dumps({"type": ["container"], "event": list(EVENTS_FOLLOWED)})
+        while True:
+            params: dict[str, str] = {"stream": "true", "filters": filters}
+            if since is not None:
+                params["since"] = since
+            buffer = b""
+            try:
+                async for chunk in self._api.stream(
+                    "GET",
+                    "/events",
+                    params=params,
+                    what="follow podman's events",
+                    opened=self._events_opened,
+                ):
+                    buffer += chunk
+                    *lines, buffer = buffer.split(b"\n")
+                    for line in lines:
+                        since = self._on_event_line(line) or since
+                # podman closed the stream (its service stopped): follow it again.
+                raise PodmanError("follow podman's events: the stream ended", status=0)
+            except PodmanError as exc:
+                if self._events_connected:
+                    self._events_connected = False
+                    delays = iter(RECONNECT_DELAYS)
+                    since = since or str(int(datetime.now(UTC).timestamp()))
+                    log.warning("%s; following again with backoff", exc)
+                else:
+                    log.debug("%s", exc)  # still away (or never there): said once above
+                await asyncio.sleep(next(delays, RECONNECT_DELAYS[-1]))
+
+    def _events_opened(self) -> None:
+        self._events_connected = True
+        log.debug("following podman's events")
+
+    def _on_event_line(self, line: bytes) -> str | None:
+        """One event of podman's stream -> its meaning for a tracked instance (module doc).
+        Returns the event's time (for ``since``), None for a line that is not an event."""
+        try:
+            event = json.loads(line)
+        except ValueError:
+            return None
+        if not isinstance(event, dict):
+            return None
+        stamp = event.get("time")
+        action = str(event.get("Action") or event.get("status") or "")
+        podman_id = str((event.get("Actor") or {}).get("ID") or event.get("id") or "")
+        inst = self._instances.get(ContainerID(f"podman://{podman_id}"))
+        if inst is not None:
+            self._on_event(inst, action)
+        return str(stamp) if isinstance(stamp, int) else None
+
+    def _on_event(self, inst: _Instance, action: str) -> None:
+        if action == "oom":
+            inst.log.info("podman reports an OOM kill")
+            inst.oom_event = True
+        elif action == "died":
+            inst.died.set()
+        elif action in ("kill", "stop", "remove") and not inst.stopping:
+            if inst.external_reported or (action != "remove" and inst.exit.done()):
+                return
+            inst.external_reported = True
+            done = {"kill": "killed", "stop": "stopped", "remove": "removed"}[action]
+            what = f"{done} outside minikubelet (podman {'rm' if action == 'remove' else action})"
+            inst.log.warning("%s", what)
+            if self._container_events is not None:
+                self._container_events(
+                    inst.ref, "Warning", EXTERNAL_REASON, f"Container {inst.name} was {what}"
+                )
 
     # --- exec ---------------------------------------------------------------------------------
 
@@ -870,6 +1036,21 @@ def _pod_labels(pod: PodSandboxConfig) -> dict[str, str]:
 
 def _label_filter(uid: str) -> str:
     return json.dumps({"label": [f"{LABEL_POD_UID}={uid}"]})
+
+
+def _field_path(kind: str, name: str) -> str:
+    group = "containers" if kind == "regular" else "initContainers"
+    return f"spec.{group}{{{name}}}"
+
+
+def _go_duration(seconds: float) -> str:
+    """Go's Duration.String() of a duration truncated to milliseconds (kubelet's pull time)."""
+    ms = max(0, int(seconds * 1000))
+    if ms < 1000:
+        return f"{ms}ms"
+    minutes, ms = divmod(ms, 60_000)
+    secs = f"{ms / 1000:.3f}".rstrip("0").rstrip(".")
+    return f"{minutes}m{secs}s" if minutes else f"{secs}s"
 
 
 def _hostname(name: str) -> str:
@@ -1060,6 +1241,8 @@ def _start_error(exc: PodmanError) -> str:
 
 
 __all__ = [
+    "ContainerEventRef",
+    "ContainerEventSink",
     "ImageEventSink",
     "ImagePullError",
     "PodmanRuntime",

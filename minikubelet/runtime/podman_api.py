@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import struct
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -143,10 +143,13 @@ class PodmanClient:
         params: Params | None = None,
         body: JSON = None,
         what: str,
+        opened: Callable[[], None] | None = None,
     ) -> AsyncIterator[bytes]:
-        """A streaming request: raw chunks of the body as they arrive (logs, exec, pull).
+        """A streaming request: raw chunks of the body as they arrive (logs, exec, pull, events).
 
         The status is checked before the first chunk; errors are translated as ``call``'s.
+        ``opened`` is called once podman has answered with a success status, before any chunk
+        (the events stream may stay silent for long: that it is open is news of its own).
         """
         try:
             async with self.session.request(
@@ -157,6 +160,8 @@ class PodmanClient:
             ) as resp:
                 if resp.status >= 300:
                     raise _error_of(what, resp.status, await resp.read())
+                if opened is not None:
+                    opened()
                 async for chunk in resp.content.iter_any():
                     yield chunk
         except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError):

@@ -835,3 +835,220 @@ def test_a_podman_pod_waits_while_the_socket_is_missing_and_runs_once_podman_ans
         if pid_file.exists():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(pid_file.read_text()), signal.SIGTERM)
+
+
+# --- images: kubelet's pull reasons and texts -------------------------------------------------
+
+# A registry on loopback port 1: the connection is refused at once (podman retries it for ~3 s).
+# Never a registry or host name beyond loopback: this machine talks to nothing else.
+UNPULLABLE = "localhost:1/minikubelet/nonexistent:1"
+MISSING_LOCAL = "localhost/minikubelet-never-built:1"
+
+
+def get_pods_status(d: Daemon, name: str) -> str | None:
+    """The STATUS column of ``get pods`` for pod ``name``."""
+    out = d.cli("get", "pods", check=True).stdout.splitlines()
+    header = out[0].split()
+    for line in out[1:]:
+        cols = line.split()
+        if cols and cols[0] == d.full_name(name):
+            return cols[header.index("STATUS")]
+    return None
+
+
+def test_image_pull_failures_and_present_images_as_kubelet_shows_them(
+    podman_daemon: PodmanDaemon,
+) -> None:
+    """IfNotPresent with an unpullable image: Pulling, Failed (the pull's error), Failed
+    "Error: ErrImagePull", then ImagePullBackOff and a BackOff event; Never with a missing
+    image: ErrImageNeverPull; a present image: Pulled "already present on machine"."""
+    d = podman_daemon()
+    d.write_manifest(
+        "pull-fails",
+        pod_yaml(
+            "pull-fails",
+            [
+                box("c", "exec sleep 1000")
+                | {"image": UNPULLABLE, "imagePullPolicy": "IfNotPresent"}
+            ],
+        ),
+    )
+    d.write_manifest(
+        "never-pull",
+        pod_yaml("never-pull", [box("c", "exec sleep 1000") | {"image": MISSING_LOCAL}]),
+    )
+    d.write_manifest(
+        "present",
+        pod_yaml("present", [box("c", "exec sleep 1000", imagePullPolicy="IfNotPresent")]),
+    )
+
+    statuses: set[str] = set()
+
+    def backed_off() -> bool:
+        statuses.add(get_pods_status(d, "pull-fails") or "")
+        cs = d.container_status("pull-fails", "c")
+        waiting = cs["state"].get("waiting") or {}
+        return (
+            waiting.get("reason") == "ImagePullBackOff"
+            and bool(find_events(d, "pull-fails", "BackOff"))
+            and bool(find_events(d, "pull-fails", "Failed", "Error: ErrImagePull"))
+        )
+
+    d.wait_for(backed_off, timeout=30, describe=lambda: describe_events(d, "pull-fails"))
+    events = describe_events(d, "pull-fails")
+    (pulling,) = find_events(d, "pull-fails", "Pulling")
+    assert (pulling["type"], pulling["message"]) == ("Normal", f'Pulling image "{UNPULLABLE}"')
+    assert pulling["involvedObject"]["fieldPath"] == "spec.containers{c}", pulling
+    failed = find_events(d, "pull-fails", "Failed", prefix=f'Failed to pull image "{UNPULLABLE}": ')
+    assert len(failed) == 1 and failed[0]["type"] == "Warning", events
+    # podman's own words for the refused connection, after kubelet's prefix.
+    assert "localhost:1" in failed[0]["message"] and "connection refused" in failed[0]["message"]
+    (error,) = find_events(d, "pull-fails", "Failed", "Error: ErrImagePull")
+    assert error["type"] == "Warning", events
+    (backoff,) = find_events(d, "pull-fails", "BackOff")
+    assert (backoff["type"], backoff["message"]) == (
+        "Normal",
+        f'Back-off pulling image "{UNPULLABLE}"',
+    ), events
+    waiting = d.container_status("pull-fails", "c")["state"]["waiting"]
+    assert waiting["message"] == f'Back-off pulling image "{UNPULLABLE}"', waiting
+    statuses.add(get_pods_status(d, "pull-fails") or "")
+    assert "ImagePullBackOff" in statuses, statuses
+    assert statuses <= {"ErrImagePull", "ImagePullBackOff", "ContainerCreating", "Pending", ""}
+    assert d.pod("pull-fails")["status"]["phase"] == "Pending"
+    # The worker keeps trying: another pull after the backoff, with the same events counted.
+    d.wait_for(
+        lambda: event_count(d, "pull-fails", "Pulling") >= 2,
+        timeout=20,
+        describe=lambda: describe_events(d, "pull-fails"),
+    )
+
+    # Never, with an image podman does not have: kubelet's ErrImageNeverPull and its message.
+    never = f'Container image "{MISSING_LOCAL}" is not present with pull policy of Never'
+    cs = d.wait_for(
+        lambda: (
+            (c := d.container_status("never-pull", "c"))["state"].get("waiting", {}).get("reason")
+            == "ErrImageNeverPull"
+            and c
+        ),
+        timeout=20,
+    )
+    assert cs["state"]["waiting"]["message"] == never, cs
+    (event,) = find_events(d, "never-pull", "ErrImageNeverPull", never)
+    assert event["type"] == "Warning"
+    assert find_events(d, "never-pull", "Failed", "Error: ErrImageNeverPull")
+    assert not find_events(d, "never-pull", "Pulling"), describe_events(d, "never-pull")
+    assert get_pods_status(d, "never-pull") == "ErrImageNeverPull"
+
+    # IfNotPresent with the local image: no pull, kubelet's "already present".
+    d.wait_for_phase("present", "Running", timeout=20)
+    (pulled,) = find_events(
+        d, "present", "Pulled", f'Container image "{IMAGE}" already present on machine'
+    )
+    assert pulled["type"] == "Normal"
+    assert not find_events(d, "present", "Pulling"), describe_events(d, "present")
+
+
+# --- podman's events: OOM and external kills --------------------------------------------------
+
+PODMAN_EVENTS_LOG = Path("/run/libpod/events/events.log")  # events_logger "file", root's tmpdir
+
+
+def test_an_external_podman_kill_is_an_event_and_the_container_restarts_per_policy(
+    podman_daemon: PodmanDaemon, podman_socket: Path
+) -> None:
+    d = podman_daemon()
+    d.write_manifest("victim", pod_yaml("victim", [box("c", "exec sleep 1000")]))
+    d.wait_for_phase("victim", "Running", timeout=30)
+    podman_id = d.container_status("victim", "c")["containerID"].removeprefix("podman://")
+    on_podman(
+        podman_socket,
+        lambda api: api.call(
+            "POST",
+            f"/containers/{podman_id}/kill",
+            params={"signal": "SIGKILL"},
+            ok=(204,),
+            what="kill",
+        ),
+    )
+    cs = d.wait_for(
+        lambda: (
+            (c := d.container_status("victim", "c"))["restartCount"] >= 1
+            and "running" in c["state"]
+            and c
+        ),
+        timeout=30,
+        describe=lambda: describe_events(d, "victim"),
+    )
+    events = describe_events(d, "victim")
+    last = terminated(cs, last=True)
+    assert last is not None and (last["exitCode"], last["reason"]) == (137, "Error"), cs
+    assert cs["containerID"] != f"podman://{podman_id}", cs  # a new instance runs
+    (event,) = find_events(
+        d,
+        "victim",
+        "ContainerStoppedExternally",
+        "Container c was killed outside minikubelet (podman kill)",
+    )
+    assert event["type"] == "Warning", events
+    assert event["involvedObject"]["fieldPath"] == "spec.containers{c}", event
+    assert not find_events(d, "victim", "OOMKilled"), events
+
+    # minikubelet's own stop (the pod's removal) is not "external".
+    d.remove_manifest("victim")
+    d.wait_for_gone("victim", timeout=30)
+    assert event_count(d, "victim", "ContainerStoppedExternally") == 1, describe_events(d, "victim")
+
+
+def test_podmans_oom_event_makes_an_exit_oom_killed(
+    podman_daemon: PodmanDaemon, podman_socket: Path, tmp_path: Path
+) -> None:
+    """podman 4.3 on this cgroup v1 host never emits "oom" (ENGINES.md: conmon misses the kill),
+    so the test writes the event podman would write into podman's own event log, which the
+    service streams; the container then dies of a SIGKILL that is no OOM kill (no memory limit:
+    no cgroup evidence at all). The exit must say OOMKilled: the event stream alone decided."""
+    assert PODMAN_EVENTS_LOG.exists(), f"podman's event log is not at {PODMAN_EVENTS_LOG}"
+    signal_dir = tmp_path / "signal"
+    signal_dir.mkdir()
+    d = podman_daemon()
+    # The inner sh is not PID 1, so SIGKILL kills it; the outer one exits with its 137.
+    script = 'sh -c "while [ ! -e /signal/die ]; do sleep 0.1; done; kill -9 \\$\\$"; exit $?'
+    d.write_manifest(
+        "oom-event",
+        pod_yaml(
+            "oom-event",
+            [box("c", script, volumeMounts=[{"name": "signal", "mountPath": "/signal"}])],
+            volumes=[{"name": "signal", "hostPath": {"path": str(signal_dir)}}],
+        ),
+    )
+    d.wait_for_phase("oom-event", "Running", timeout=30)
+    podman_id = d.container_status("oom-event", "c")["containerID"].removeprefix("podman://")
+    inspected = on_podman(
+        podman_socket, lambda api: api.call("GET", f"/containers/{podman_id}/json", what="inspect")
+    )
+    event = {
+        "ID": podman_id,
+        "Image": IMAGE,
+        "Name": inspected["Name"],
+        "Status": "oom",
+        "Time": time.strftime("%Y-%m-%dT%H:%M:%S.000000000Z", time.gmtime()),
+        "Type": "container",
+        "Attributes": inspected["Config"]["Labels"],
+    }
+    with PODMAN_EVENTS_LOG.open("a") as log:
+        log.write(json.dumps(event) + "\n")
+    (signal_dir / "die").touch()
+
+    cs = d.wait_for(
+        lambda: (
+            (c := d.container_status("oom-event", "c"))["restartCount"] >= 1
+            and terminated(c, last=True)
+            and c
+        ),
+        timeout=30,
+        describe=lambda: describe_events(d, "oom-event"),
+    )
+    last = terminated(cs, last=True)
+    assert last is not None and (last["reason"], last["exitCode"]) == ("OOMKilled", 137), cs
+    assert find_events(d, "oom-event", "OOMKilled"), describe_events(d, "oom-event")
+    assert not find_events(d, "oom-event", "ContainerStoppedExternally")
