@@ -29,13 +29,39 @@ def server(*args: object) -> list[str]:
     return [PYTHON, SERVERS, *(str(a) for a in args)]
 
 
+CHECKOUT = Path(__file__).resolve().parents[2]
+
+
+def _checkout_visible(spec: dict[str, Any]) -> dict[str, Any]:
+    """Pods see /tmp privately. A checkout (and its venv) under /tmp, as CI's may be, is then
+    mounted into every container at its own path, so that PYTHON and SERVERS are there."""
+    roots = sorted(
+        {p for p in (CHECKOUT, Path(sys.prefix).resolve()) if p.is_relative_to("/tmp")},
+        key=lambda p: len(p.parts),
+    )
+    roots = [r for r in roots if not any(r != o and r.is_relative_to(o) for o in roots)]
+    if not roots:
+        return spec
+    volumes = [host_dir_volume(f"mkl-checkout-{i}", root) for i, root in enumerate(roots)]
+    mounts = [mount_same_path(v["name"], root) for v, root in zip(volumes, roots, strict=True)]
+    out = dict(spec, volumes=[*spec.get("volumes", []), *volumes])
+    for group in ("initContainers", "containers"):
+        if group in out:
+            out[group] = [
+                dict(c, volumeMounts=[*c.get("volumeMounts", []), *mounts]) for c in out[group]
+            ]
+    return out
+
+
 def pod_yaml(name: str, containers: list[dict[str, Any]], **spec: Any) -> str:
     """A Pod manifest; ``spec`` adds fields (initContainers, volumes, restartPolicy...)."""
     body = {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": name},
-        "spec": {"terminationGracePeriodSeconds": 5, **spec, "containers": containers},
+        "spec": _checkout_visible(
+            {"terminationGracePeriodSeconds": 5, **spec, "containers": containers}
+        ),
     }
     return yaml.safe_dump(body, sort_keys=False)
 
