@@ -95,7 +95,9 @@ exec 2>&9 9>&-
 exec "$@"
 """
 
-# Run by ``sh -c`` after ``nsenter -t <pid> -m`` for exec_in_container: only cd and the env ops.
+# Run by ``sh -c`` after ``nsenter -t <pid> -m`` for exec_in_container: only the cgroup, cd and
+# env ops. Only needed to enter a cgroup (nsenter cannot) or with an nsenter older than 2.38;
+# otherwise ``nsenter --wdns`` enters the workdir itself and one exec is saved.
 EXEC_SCRIPT = f"""set -eu
 m= u= s=
 {_OPS}exec "$@"

@@ -27,6 +27,12 @@ the process group) and waits for it to empty before reporting the exit; a non-ze
 ``memory.events`` ``oom_kill`` (the counter is fresh per instance) makes it OOMKilled.
 ``stop_pod`` removes the pod's cgroups.
 
+Exec (probes, lifecycle hooks) is the hot path: one exec per exec probe and period. As root it
+is ``nsenter -t <pid> -m -r --wdns=<workdir> -- <command>`` with the container's env as it is;
+``mounts.EXEC_SCRIPT``'s ``sh`` comes in between only to enter a cgroup (or with an nsenter
+older than 2.38). It is started by ``spawn`` (posix_spawn, waited for through a pidfd) rather
+than through asyncio's subprocess machinery. Together: ~0.55 -> ~0.30 ms of daemon CPU per exec.
+
 Each instance has exactly one reaper task (``_reap``): it waits for the main process, kills
 what the process left in its group, lets the log pump drain, and resolves the instance's
 ``exit`` future. ``wait_container`` and ``stop_container`` only ever await that future
@@ -66,7 +72,7 @@ from minikubelet.api.errors import ContainerConfigError, RuntimeFailure, StartFa
 from minikubelet.api.model import Container
 from minikubelet.api.resources import oom_score_adj
 from minikubelet.cgroups import Cgroup, CgroupDriver, CgroupError, enter_argv
-from minikubelet.runtime import logfiles, mounts
+from minikubelet.runtime import logfiles, mounts, spawn
 from minikubelet.runtime.base import (
     ContainerConfig,
     ContainerExit,
@@ -166,6 +172,8 @@ class ProcessRuntime:
         self._nsenter = shutil.which("nsenter", path=search)
         self._setpriv = shutil.which("setpriv", path=search)
         self._no_isolation: str | None = "the runtime has not been entered"  # why not, if not
+        self._pidfds = False  # execs go through spawn (posix_spawn + pidfd), not asyncio's
+        self._nsenter_wdns = False  # nsenter can enter the workdir itself (--wdns)
         self._entered = False
         self._instances: dict[ContainerID, _Instance] = {}
         self._pods: dict[str, _PodState] = {}
@@ -194,6 +202,9 @@ class ProcessRuntime:
         self._no_isolation = await self._check_isolation()
         if self._no_isolation is not None:
             log.info("process runtime without mount namespaces: %s", self._no_isolation)
+        else:
+            self._nsenter_wdns = await self._check_nsenter_wdns()
+        self._pidfds = spawn.available()
         self._entered = True
         return self
 
@@ -252,6 +263,19 @@ class ProcessRuntime:
             reason = err.decode(errors="replace").strip() or f"exit code {proc.returncode}"
             return f"volume mounts need a private mount namespace: {reason}"
         return None
+
+    async def _check_nsenter_wdns(self) -> bool:
+        """Whether nsenter has --wdns (util-linux >= 2.38): its help lists the option."""
+        assert self._nsenter is not None
+        proc = await asyncio.create_subprocess_exec(
+            self._nsenter,
+            "--help",
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        out, _ = await proc.communicate()
+        return b"--wdns" in out
 
     def _spawn(self, coro: Coroutine[Any, Any, None], *, name: str) -> asyncio.Task[None]:
         """Start an owned task: kept until done, cancelled and awaited by __aexit__."""
@@ -442,11 +466,13 @@ class ProcessRuntime:
             cgroup=cgroup,
             oom_score_adj=adjust,
         )
+        # The record first (a small write, kept on the loop): the reaper adds the exit to it,
+        # and a fast exit must not be overwritten by the initial record written after it.
+        with contextlib.suppress(OSError):
+            _write_json(inst.record, _record(inst, pod))
         # Reaped from here on, whatever happens to this call.
         self._instances[cid] = inst
         self._spawn(self._reap(inst), name=f"reaper {cid}")
-        with contextlib.suppress(OSError):
-            await asyncio.to_thread(_write_json, inst.record, _record(inst, pod))
         olog.info("started pid %d (instance %d)", inst.pid, config.restart_count)
         return StartedContainer(container_id=cid, started_at=inst.started_at)
 
@@ -724,40 +750,28 @@ class ProcessRuntime:
         if not command:
             raise ContainerConfigError("exec: no command given")
         if inst.isolated:
-            assert self._nsenter is not None
-            argv = [
-                self._nsenter,
-                "-t",
-                str(inst.pid),
-                "-m",
-                # and its root: setns(CLONE_NEWNS) resets ours to the namespace's, which is
-                # not the container's when the daemon runs chrooted (as in the VM tier)
-                "-r",
-                "--",
-                *mounts.exec_argv(
-                    sh=self._sh,
-                    workdir=inst.workdir,
-                    env=inst.env,
-                    argv=[*inst.setpriv, *command],
-                    cgroup_procs=inst.cgroup.procs_path if inst.cgroup else None,
-                ),
-            ]
-            cwd = "/"
+            argv, cwd = self._exec_argv(inst, command), "/"  # the workdir is entered inside
         elif inst.cgroup is not None:
             argv, cwd = enter_argv(inst.cgroup.procs_path, [*inst.setpriv, *command]), inst.workdir
         else:
             argv, cwd = [*inst.setpriv, *command], inst.workdir
+        proc: asyncio.subprocess.Process | spawn.Child
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=out_w,
-                stderr=out_w,
-                env=inst.env,
-                cwd=cwd,
-                start_new_session=True,
-            )
+            if inst.isolated and self._pidfds:
+                # The hot path (every exec probe as root): argv[0] is nsenter's absolute path.
+                proc = spawn.spawn(argv, env=inst.env, stdout=out_w)
+            else:
+                # A working directory and a PATH search in env: what posix_spawn cannot do.
+                proc = await asyncio.create_subprocess_exec(
+                    *argv,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=out_w,
+                    stderr=out_w,
+                    env=inst.env,
+                    cwd=cwd,
+                    start_new_session=True,
+                )
         except OSError as exc:
             os.close(out_r)
             message = f'exec: "{command[0]}": {exc.strerror or exc}'
@@ -767,17 +781,7 @@ class ProcessRuntime:
         finally:
             os.close(out_w)
 
-        reader, transport = await _pipe_reader(out_r)
-        output = bytearray()
-
-        async def collect() -> None:
-            # Keep reading past the limit: a blocked writer would never exit.
-            while chunk := await reader.read(logfiles.CHUNK):
-                output.extend(chunk[: max(0, output_limit - len(output))])
-
-        collecting = asyncio.get_running_loop().create_task(
-            collect(), name=f"exec output {container_id} pid {proc.pid}"
-        )
+        output = spawn.Output(out_r, limit=output_limit)
         try:
             try:
                 async with asyncio.timeout(timeout):
@@ -789,13 +793,36 @@ class ProcessRuntime:
                 # Exited, timed out or cancelled: its group goes (with it, if still running).
                 _signal_group(proc.pid, signal.SIGKILL)
                 await proc.wait()
-            await asyncio.wait([collecting], timeout=EXEC_DRAIN_TIMEOUT)
+            await output.wait_eof(EXEC_DRAIN_TIMEOUT)
         finally:
-            collecting.cancel()
-            await asyncio.wait([collecting])
-            transport.close()
+            output.close()
         exit_code = code if code >= 0 else 128 - code
-        return ExecResult(exit_code=exit_code, output=bytes(output))
+        return ExecResult(exit_code=exit_code, output=bytes(output.data))
+
+    def _exec_argv(self, inst: _Instance, command: Sequence[str]) -> list[str]:
+        """``nsenter`` into the container's mount namespace, then its workdir and command.
+
+        Without a cgroup to enter, nsenter enters the workdir itself (``--wdns``, util-linux
+        >= 2.38) and execs the command: one exec less than through ``EXEC_SCRIPT``'s ``sh``,
+        and the env stays exactly the container's (nsenter does not touch PWD/OLDPWD)."""
+        assert self._nsenter is not None
+        # -r: and its root: setns(CLONE_NEWNS) resets ours to the namespace's, which is not
+        # the container's when the daemon runs chrooted (as in the VM tier).
+        nsenter = [self._nsenter, "-t", str(inst.pid), "-m", "-r"]
+        argv = [*inst.setpriv, *command]
+        if inst.cgroup is None and self._nsenter_wdns:
+            return [*nsenter, f"--wdns={inst.workdir}", "--", *argv]
+        return [
+            *nsenter,
+            "--",
+            *mounts.exec_argv(
+                sh=self._sh,
+                workdir=inst.workdir,
+                env=inst.env,
+                argv=argv,
+                cgroup_procs=inst.cgroup.procs_path if inst.cgroup else None,
+            ),
+        ]
 
     # --- logs -----------------------------------------------------------------------------------
 
