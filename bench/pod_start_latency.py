@@ -107,6 +107,8 @@ def main() -> None:
             time.sleep(2.0)
             idle = rss_mib(daemon.pid)
 
+            proc = psutil.Process(daemon.pid)
+            cpu_before = sum(proc.cpu_times()[:2])
             written: dict[str, float] = {}
             staged = []
             for i in range(args.pods):
@@ -122,6 +124,7 @@ def main() -> None:
             while time.monotonic() < deadline and len(list(out.iterdir())) < args.pods:
                 time.sleep(0.05)
             time.sleep(0.5)
+            burst_cpu = sum(proc.cpu_times()[:2]) - cpu_before
             latencies = []
             for f in out.iterdir():
                 text = f.read_text().strip()
@@ -138,6 +141,7 @@ def main() -> None:
                     f" p99 {percentile(latencies, 99):.1f} ms, max {max(latencies):.1f} ms,"
                     f" mean {statistics.mean(latencies):.1f} ms  (targets: p50 <= 20, p99 <= 100)"
                 )
+            print(f"daemon CPU time spent starting them: {burst_cpu * 1000:.0f} ms")
             print(f"daemon RSS idle: {idle:.1f} MiB (target <= 40)")
             print(f"daemon RSS with {args.pods} pods: {loaded:.1f} MiB")
             print(f"daemon CPU with {args.pods} idle pods: {cpu:.1f}% of one core")

@@ -55,6 +55,8 @@ OK_MARKER = "minikubelet: mounts ready"
 #                   (a state dir under /tmp, a hostPath under another mount's path)
 #   bind I DST      mount --rbind ./I DST: relative to the stage, which stays reachable as our
 #                   cwd whatever DST shadows (-c: mount(8) must not canonicalise it to a path)
+#   direct SRC DST  mount --rbind SRC DST, straight from the host path: used instead of the
+#                   stage when no target shadows a later source (the usual case: one exec a bind)
 #   ro DST          mount -o remount,bind,ro DST
 #   unstage         detach the stage (through /proc/self/cwd: its path may be shadowed now)
 #   cd DIR          the working directory, entered after the binds (it may lie inside one)
@@ -69,6 +71,7 @@ _OPS = """while [ "$#" -gt 0 ]; do
     src) if [ "$4" = file ]; then : > "./$2"; else mkdir "./$2"; fi
          "$m" --rbind -c -- "$3" "./$2"; shift 4 ;;
     bind) "$m" --rbind -c -- "./$2" "$3"; shift 3 ;;
+    direct) "$m" --rbind -c -- "$2" "$3"; shift 3 ;;
     ro) "$m" -o remount,bind,ro -c -- "$2"; shift 2 ;;
     unstage) "$u" -l -c /proc/self/cwd; shift ;;
     cd) cd -- "$2"; shift 2 ;;
@@ -222,6 +225,16 @@ def remove_if_unused(path: Path) -> bool:
     return True
 
 
+def _needs_stage(binds: Sequence[Bind]) -> bool:
+    """Whether a bind's target would hide the source of a bind made after it (a state dir
+    under /tmp, a hostPath under another mount's path): then every source is staged first."""
+    return any(
+        later.source.is_relative_to(earlier.target)
+        for i, earlier in enumerate(binds)
+        for later in binds[i + 1 :]
+    )
+
+
 def setup_argv(
     *,
     sh: str,
@@ -241,7 +254,12 @@ def setup_argv(
     (folded into this script: no extra exec). The caller passes the status pipe's write end as
     the process's stdin."""
     ops = _cgroup_ops(cgroup_procs, oom_score_adj)
-    if plan.binds:
+    if plan.binds and not _needs_stage(plan.binds):
+        for bind in plan.binds:
+            ops += ["direct", str(bind.source), bind.target]
+            if bind.read_only:
+                ops += ["ro", bind.target]
+    elif plan.binds:
         ops.append("stage")
         for index, bind in enumerate(plan.binds):
             ops += ["src", str(index), str(bind.source), "file" if bind.is_file else "dir"]

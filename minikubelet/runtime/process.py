@@ -433,11 +433,12 @@ class ProcessRuntime:
         await asyncio.to_thread(mounts.check_start, argv[0], env["PATH"], workdir, plan)
 
         cgroup: Cgroup | None = None
-        adjust: int | None = None
+        # kubelet's per-QoS oom_score_adj, with or without cgroups: the launcher script sets it
+        # (there is none without a namespace or a cgroup to enter, so then it stays inherited).
+        adjust: int | None = oom_score_adj(pod.spec, spec, node_memory=self._node_memory)
         if self._cgroups is not None:
             # A fresh cgroup per instance: its memory.events counts only this instance.
             cgroup = self._cgroups.create_container(uid=pod.uid, spec=pod.spec, container=spec)
-            adjust = oom_score_adj(pod.spec, spec, node_memory=self._node_memory)
 
         log_dir = state.directory / "logs" / spec.name
         await asyncio.to_thread(_prune_logs, log_dir, config.restart_count)

@@ -781,3 +781,65 @@ async def test_exec_runs_as_the_containers_user(rt: ProcessRuntime) -> None:
     assert missing.exit_code == 127
     await rt.stop_container(started.container_id, grace_seconds=0)
     await rt.stop_pod(pod)
+
+
+@needs_root
+async def test_binds_without_staging_when_no_target_hides_a_source() -> None:
+    """With the state dir outside every mountPath (as /var/lib/minikubelet is), each bind is
+    one direct mount; the private /tmp, a shared emptyDir and readOnly work as with staging."""
+    import tempfile
+
+    from minikubelet.runtime.mounts import Bind, _needs_stage
+
+    assert not _needs_stage((Bind(Path("/var/lib/m/tmp"), "/tmp", False, False),))
+    assert _needs_stage(
+        (
+            Bind(Path("/tmp/state/tmp"), "/tmp", False, False),
+            Bind(Path("/tmp/state/vol"), "/data", False, False),
+        )
+    )
+    mount_path = f"/var/tmp/{unique('direct')}"
+    with tempfile.TemporaryDirectory(dir="/var/tmp") as root:
+        async with ProcessRuntime(root=Path(root) / "process") as rt:
+            pod = make_pod(
+                [
+                    sh(
+                        f"echo hi > /tmp/t && echo data > {mount_path}/f && cat /tmp/t",
+                        name="writer",
+                        volumeMounts=[{"name": "v", "mountPath": mount_path}],
+                    ),
+                    sh(
+                        f"cat {mount_path}/f; echo more > {mount_path}/g || echo read-only",
+                        name="reader",
+                        volumeMounts=[{"name": "v", "mountPath": mount_path, "readOnly": True}],
+                    ),
+                ],
+                volumes=[{"name": "v", "emptyDir": {}}],
+            )
+            try:
+                await rt.start_pod(pod)
+                assert await run_to_exit(rt, pod, 0) == (0, b"hi\n")
+                _, out = await run_to_exit(rt, pod, 1)
+                assert out.startswith(b"data\n") and out.endswith(b"read-only\n")
+                assert os.listdir(mount_path) == []
+            finally:
+                await rt.stop_pod(pod)
+                remove_empty_dirs(mount_path)
+
+
+@needs_root
+async def test_oom_score_adj_follows_the_qos_class_without_cgroups(rt: ProcessRuntime) -> None:
+    """kubelet's values: BestEffort 1000; Burstable 1000 - 1000*request/node memory, within
+    [3, 999]. (Guaranteed's -997 needs CAP_SYS_RESOURCE, which a container host may refuse.)"""
+    best_effort = make_pod([sh("cat /proc/self/oom_score_adj")], name="be")
+    burstable = make_pod(
+        [sh("cat /proc/self/oom_score_adj", resources={"requests": {"memory": "1Mi"}})],
+        name="bu",
+    )
+    for pod in (best_effort, burstable):
+        await rt.start_pod(pod)
+    assert await run_to_exit(rt, best_effort) == (0, b"1000\n")
+    code, out = await run_to_exit(rt, burstable)
+    assert code == 0 and 3 <= int(out) <= 999
+    for pod in (best_effort, burstable):
+        await rt.stop_pod(pod)
