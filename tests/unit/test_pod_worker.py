@@ -412,3 +412,59 @@ spec:
         "Container app was killed by the kernel for exceeding its memory limit of 32Mi"
     ]
     assert oom[0].type == "Warning"
+
+
+async def test_probe_level_grace_period_applies_to_a_liveness_kill(run):
+    h = await run(
+        """
+apiVersion: v1
+kind: Pod
+metadata: {name: graceful}
+spec:
+  terminationGracePeriodSeconds: 30
+  containers:
+  - name: app
+    command: [x]
+    livenessProbe:
+      exec: {command: [check]}
+      periodSeconds: 1
+      failureThreshold: 1
+      terminationGracePeriodSeconds: 3
+"""
+    )
+    await h.until(lambda: h.runtime.running("app"))
+    first = h.runtime.running("app")
+    h.runtime.exec_exit["app"] = 1
+    await h.until(lambda: h.runtime.starts("app") == 2, timeout=5)
+    assert first.stop_grace == 3
+
+
+async def test_a_failing_prestop_hook_is_a_warning_and_the_stop_goes_on():
+    h = Harness(
+        """
+apiVersion: v1
+kind: Pod
+metadata: {name: hooked}
+spec:
+  terminationGracePeriodSeconds: 10
+  containers:
+  - name: app
+    command: [x]
+    lifecycle:
+      preStop:
+        exec: {command: [drain]}
+"""
+    )
+    task = asyncio.create_task(h.worker.run())
+    await h.until(lambda: h.runtime.running("app"))
+    h.runtime.exec_exit["app"] = 2
+    h.worker.request_stop()
+    await asyncio.wait_for(task, 5)
+    assert ("app", ("drain",)) in h.runtime.execs
+    failed = [e for e in h.events.events() if e.reason == "FailedPreStopHook"]
+    assert len(failed) == 1 and failed[0].type == "Warning"
+    assert failed[0].message.startswith('Exec lifecycle hook ([drain]) for Container "app"')
+    assert [op for op, n in h.runtime.calls if n == "app"][-2:] == ["stop", "remove"]
+    # preStop's time came off the grace period, within kubelet's 2 s floor.
+    stopped = next(iter(h.runtime.containers.values()))
+    assert 2 <= stopped.stop_grace <= 10
