@@ -106,6 +106,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
 
+from minikubelet.aiotasks import TaskSet
 from minikubelet.api.errors import (
     ContainerConfigError,
     ImagePullError,
@@ -248,7 +249,7 @@ class PodmanRuntime:
         self._events_connected = False  # the event stream is following podman right now
         self._pods: dict[str, _Pod] = {}  # by pod UID
         self._instances: dict[ContainerID, _Instance] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet(log)
         self._entered = False
 
     @property
@@ -272,10 +273,7 @@ class PodmanRuntime:
         running = [i for i in self._instances.values() if not i.exit.done()]
         if running:
             log.info("podman runtime closing; %d containers keep running", len(running))
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._tasks.close()
         for inst in self._instances.values():
             if inst.oom is not None:
                 inst.oom.close()
@@ -283,16 +281,7 @@ class PodmanRuntime:
         self._entered = False
 
     def _spawn(self, coro: Coroutine[Any, Any, None], *, name: str) -> asyncio.Task[None]:
-        """Start an owned task: kept until done, cancelled and awaited by __aexit__."""
-        task = asyncio.get_running_loop().create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and (exc := task.exception()) is not None:
-            log.error("task %r failed", task.get_name(), exc_info=exc)
+        return self._tasks.spawn(coro, name=name)
 
     def _require_entered(self) -> None:
         if not self._entered:

@@ -67,6 +67,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
+from minikubelet.aiotasks import TaskSet
 from minikubelet.api import quantity
 from minikubelet.api.errors import ContainerConfigError, RuntimeFailure, StartFailure
 from minikubelet.api.model import Container
@@ -179,7 +180,7 @@ class ProcessRuntime:
         self._pods: dict[str, _PodState] = {}
         self._writers: dict[Path, logfiles.LogWriter] = {}  # by current log path
         self._created_mountpoints: set[Path] = set()  # host paths we made as mount points
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet(log)
 
     @property
     def name(self) -> str:
@@ -221,10 +222,7 @@ class ProcessRuntime:
                 "(their output is no longer collected)",
                 len(running),
             )
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._tasks.close()
         self._entered = False
 
     async def _check_isolation(self) -> str | None:
@@ -278,17 +276,7 @@ class ProcessRuntime:
         return b"--wdns" in out
 
     def _spawn(self, coro: Coroutine[Any, Any, None], *, name: str) -> asyncio.Task[None]:
-        """Start an owned task: kept until done, cancelled and awaited by __aexit__."""
-        task = asyncio.get_running_loop().create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and (exc := task.exception()) is not None:
-            # A bug, not an expected failure: those are handled inside the tasks.
-            log.error("task %r failed", task.get_name(), exc_info=exc)
+        return self._tasks.spawn(coro, name=name)
 
     def _require_entered(self) -> None:
         if not self._entered:
