@@ -30,7 +30,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -368,23 +368,10 @@ async def run(cfg: DaemonConfig) -> None:
 
         reconciler = Reconciler(make_worker=make_worker, events=events, node_name=cfg.node_name)
 
-        def logs(
-            namespace: str,
-            pod: str,
-            container: str,
-            *,
-            previous: bool,
-            tail_lines: int | None,
-            follow: bool,
-        ) -> AsyncIterator[bytes]:
-            return reconciler.logs(
-                namespace, pod, container, previous=previous, tail_lines=tail_lines, follow=follow
-            )
-
         app = make_app(
             store=store,
             events=events,
-            logs=logs,
+            logs=reconciler.logs,
             health=lambda: [("ping", True, ""), cgroups_health],
         )
         site = await serve(app, cfg.listen_host, cfg.listen_port)
