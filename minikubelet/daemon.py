@@ -45,11 +45,10 @@ from minikubelet.config import DaemonConfig
 from minikubelet.pods.admission import Admission
 from minikubelet.pods.reconciler import Reconciler
 from minikubelet.pods.worker import PodWorker, WorkerSettings
-from minikubelet.runtime.base import ContainerConfig, ContainerKind, PodSandboxConfig, Runtime
+from minikubelet.runtime.base import Runtime
 from minikubelet.runtime.podman import (
     ContainerEventRef,
     ContainerEventSink,
-    ImageEventSink,
     PodmanRuntime,
 )
 from minikubelet.runtime.process import ProcessRuntime
@@ -96,35 +95,9 @@ def node_ip() -> str:
     return "127.0.0.1"
 
 
-def _image_event_sink(events: EventRecorder) -> ImageEventSink:
-    """Pulling/Pulled/Failed events from a runtime that has images, on the container."""
-
-    def record(
-        pod: PodSandboxConfig,
-        config: ContainerConfig,
-        type_: EventType,
-        reason: str,
-        message: str,
-    ) -> None:
-        group = "containers" if config.kind is ContainerKind.REGULAR else "initContainers"
-        events.record(
-            ObjectReference(
-                kind="Pod",
-                namespace=pod.namespace,
-                name=pod.name,
-                uid=pod.uid,
-                field_path=f"spec.{group}{{{config.container.name}}}",
-            ),
-            type=type_,
-            reason=reason,
-            message=message,
-        )
-
-    return record
-
-
 def _container_event_sink(events: EventRecorder) -> ContainerEventSink:
-    """Events from podman's event stream (done to a container outside minikubelet)."""
+    """Events a runtime reports about a container on its own: image pulls, and what podman's
+    event stream says was done to the container outside minikubelet."""
 
     def record(ref: ContainerEventRef, type_: EventType, reason: str, message: str) -> None:
         events.record(
@@ -340,7 +313,6 @@ async def run(cfg: DaemonConfig) -> None:
         available["podman"] = await stack.enter_async_context(
             PodmanRuntime(
                 socket=cfg.podman_socket,
-                image_events=_image_event_sink(events),
                 container_events=_container_event_sink(events),
             )
         )

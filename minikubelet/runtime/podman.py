@@ -41,7 +41,7 @@ Mapping (issue 5):
   cannot be guessed from here: what counts is the podman service's own hard limit.
 
 Image events (kubelet's image manager, ``pkg/kubelet/images/image_manager.go``), through the
-``image_events`` sink, on the container: Normal ``Pulled`` ``Container image "<image>" already
+``container_events`` sink, on the container: Normal ``Pulled`` ``Container image "<image>" already
 present on machine``; Warning ``ErrImageNeverPull`` ``Container image "<image>" is not present
 with pull policy of Never``; Normal ``Pulling`` ``Pulling image "<image>"``; Normal ``Pulled``
 ``Successfully pulled image "<image>" in <d> (<d> including waiting). Image size: <n> bytes.``.
@@ -152,13 +152,6 @@ EXEC_EXIT_POLL = 0.02  # seconds between exec inspections until podman has the e
 PullPolicy = Literal["Always", "IfNotPresent", "Never"]
 Network = Literal["bridge", "host"]
 
-ImageEventSink = Callable[
-    [PodSandboxConfig, ContainerConfig, Literal["Normal", "Warning"], str, str], None
-]
-"""Called with (pod, container, type, reason, message) for kubelet's image events: Pulling,
-Pulled, ErrImageNeverPull (a failed pull's Failed is the worker's). The daemon records them
-against the container's field path."""
-
 
 @dataclass(frozen=True, slots=True)
 class ContainerEventRef:
@@ -170,9 +163,18 @@ class ContainerEventRef:
     field_path: str  # spec.containers{c} or spec.initContainers{c}
 
 
+def _event_ref(pod: PodSandboxConfig, config: ContainerConfig) -> ContainerEventRef:
+    return ContainerEventRef(
+        namespace=pod.namespace,
+        pod_name=pod.name,
+        pod_uid=pod.uid,
+        field_path=_field_path(config.kind.value, config.container.name),
+    )
+
+
 ContainerEventSink = Callable[[ContainerEventRef, Literal["Normal", "Warning"], str, str], None]
-"""Called with (container, type, reason, message) for what podman's event stream says was done
-to a container outside minikubelet (module docstring: ContainerStoppedExternally)."""
+"""Called with (container, type, reason, message): kubelet's image events, and what podman's
+event stream says was done to a container outside minikubelet (see the module docstring)."""
 
 
 class _ObjectLog(logging.LoggerAdapter[logging.Logger]):
@@ -226,15 +228,14 @@ class PodmanRuntime:
         log_max_bytes: int = 10 * 1024 * 1024,
         request_timeout: float = 60.0,
         ulimits: Mapping[str, int] | None = None,
-        image_events: ImageEventSink | None = None,
         container_events: ContainerEventSink | None = None,
     ) -> None:
         """``oci_runtime``: "auto" picks runc on cgroup v1 hosts and podman's own choice
         elsewhere; None always leaves it to podman. ``ulimits`` ({"nofile": 20000}) sets soft
         and hard limits of every container; None leaves them to containers.conf.
-        ``image_events`` receives kubelet's image events (see ImageEventSink), and
-        ``container_events`` what podman's events say was done outside minikubelet (see
-        ContainerEventSink); without them they only go to the log."""
+        ``container_events`` receives kubelet's image events and what podman's events say was
+        done outside minikubelet (see ContainerEventSink); without it they only go to the
+        log."""
         self.socket = socket
         self._api = PodmanClient(socket, timeout=request_timeout)
         self._network = network
@@ -244,7 +245,6 @@ class PodmanRuntime:
         ]
         self._swap = _swap_limit_supported()
         self._log_max_bytes = log_max_bytes
-        self._image_events = image_events
         self._container_events = container_events
         self._events_connected = False  # the event stream is following podman right now
         self._pods: dict[str, _Pod] = {}  # by pod UID
@@ -485,12 +485,7 @@ class PodmanRuntime:
             log=olog,
             oom=oom,
             exit=asyncio.get_running_loop().create_future(),
-            ref=ContainerEventRef(
-                namespace=pod.namespace,
-                pod_name=pod.name,
-                pod_uid=pod.uid,
-                field_path=_field_path(config.kind.value, spec.name),
-            ),
+            ref=_event_ref(pod, config),
         )
         self._instances[cid] = inst
         self._spawn(self._wait(inst), name=f"podman wait {cname}")
@@ -814,8 +809,8 @@ class PodmanRuntime:
         log.debug(
             "%s/%s/%s: %s %s", pod.namespace, pod.name, config.container.name, reason, message
         )
-        if self._image_events is not None:
-            self._image_events(pod, config, type_, reason, message)
+        if self._container_events is not None:
+            self._container_events(_event_ref(pod, config), type_, reason, message)
 
     # --- podman's events -----------------------------------------------------------------------
 
@@ -1232,7 +1227,6 @@ def _start_error(exc: PodmanError) -> str:
 __all__ = [
     "ContainerEventRef",
     "ContainerEventSink",
-    "ImageEventSink",
     "ImagePullError",
     "PodmanRuntime",
     "container_name",

@@ -386,7 +386,7 @@ def test_pull_policy_defaults_as_kubernetes_except_for_local_images() -> None:
 
 async def test_image_pull_failures_name_kubelets_reasons(rt: PodmanRuntime) -> None:
     events: list[tuple[str, str]] = []
-    rt._image_events = lambda pod, cfg, type_, reason, message: events.append((reason, message))
+    rt._container_events = lambda ref, type_, reason, message: events.append((reason, message))
     pod = make_pod(
         [
             box("never", image="localhost/not-here:1", imagePullPolicy="Never", command=["true"]),
