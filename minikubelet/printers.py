@@ -700,22 +700,6 @@ def _describe_volumes(w: _PrefixWriter, volumes: list[JsonValue]) -> None:
                 f"    Medium:\t{_str(ed.get('medium'))}\n"
                 f"    SizeLimit:\t{shown or '<unset>'}\n",
             )
-        elif v.get("configMap") is not None:
-            cm = _obj(v["configMap"])
-            w.write(
-                2,
-                "Type:\tConfigMap (a volume populated by a ConfigMap)\n"
-                f"    Name:\t{_str(cm.get('name'))}\n"
-                f"    Optional:\t{'true' if cm.get('optional') is True else 'false'}\n",
-            )
-        elif v.get("secret") is not None:
-            sec = _obj(v["secret"])
-            w.write(
-                2,
-                "Type:\tSecret (a volume populated by a Secret)\n"
-                f"    SecretName:\t{_str(sec.get('secretName'))}\n"
-                f"    Optional:\t{'true' if sec.get('optional') is True else 'false'}\n",
-            )
         else:
             w.write(1, "<unknown>\n")
 
