@@ -22,14 +22,13 @@ import pytest
 from minikubelet.api.errors import ContainerConfigError, RuntimeFailure, StartFailure
 from minikubelet.api.model import PodSpec
 from minikubelet.runtime.base import (
-    ContainerConfig,
     ContainerID,
-    ContainerKind,
     ExitReason,
     PodSandboxConfig,
     Runtime,
 )
 from minikubelet.runtime.process import DEFAULT_PATH, ProcessRuntime
+from tests.runtime_helpers import config, read_all, run_to_exit
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -104,33 +103,6 @@ def make_pod(
 
 def sh(script: str, **extra: Any) -> dict[str, Any]:
     return {"name": extra.pop("name", "main"), "command": ["sh", "-c", script], **extra}
-
-
-def config(pod: PodSandboxConfig, index: int = 0, *, restart_count: int = 0) -> ContainerConfig:
-    c = pod.spec.containers[index]
-    return ContainerConfig(
-        container=c,
-        kind=ContainerKind.REGULAR,
-        command=tuple(c.command or ()),
-        args=tuple(c.args or ()),
-        env=tuple((e.name, e.value or "") for e in c.env or []),
-        restart_count=restart_count,
-    )
-
-
-async def read_all(it: AsyncIterator[bytes]) -> bytes:
-    return b"".join([chunk async for chunk in it])
-
-
-async def run_to_exit(
-    rt: ProcessRuntime, pod: PodSandboxConfig, index: int = 0, *, restart_count: int = 0
-) -> tuple[int, bytes]:
-    started = await rt.start_container(pod, config(pod, index, restart_count=restart_count))
-    result = await rt.wait_container(started.container_id)
-    name = pod.spec.containers[index].name
-    output = await read_all(rt.logs(pod, name, restart_count=restart_count))
-    await rt.remove_container(started.container_id)
-    return result.exit_code, output
 
 
 def exists(path: str | Path) -> bool:

@@ -12,7 +12,6 @@ reason; as root (CI) a failure to set podman up fails the tests instead of skipp
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -26,7 +25,7 @@ from typing import Any
 import pytest
 
 from minikubelet.api.model import PodSpec
-from minikubelet.runtime.base import ContainerConfig, ContainerKind, PodSandboxConfig
+from minikubelet.runtime.base import PodSandboxConfig
 from minikubelet.runtime.podman import LABEL_POD_UID, PodmanRuntime
 from minikubelet.runtime.podman_api import PodmanClient
 
@@ -119,31 +118,3 @@ def box(name: str = "main", /, **fields: Any) -> dict[str, Any]:
 
 def sh(script: str, name: str = "main", **fields: Any) -> dict[str, Any]:
     return box(name, command=["sh", "-c", script], **fields)
-
-
-def config(pod: PodSandboxConfig, index: int = 0, *, restart_count: int = 0) -> ContainerConfig:
-    c = pod.spec.containers[index]
-    return ContainerConfig(
-        container=c,
-        kind=ContainerKind.REGULAR,
-        command=tuple(c.command or ()),
-        args=tuple(c.args or ()),
-        env=tuple((e.name, e.value or "") for e in c.env or []),
-        restart_count=restart_count,
-    )
-
-
-async def read_all(it: AsyncIterator[bytes]) -> bytes:
-    return b"".join([chunk async for chunk in it])
-
-
-async def run_to_exit(
-    rt: PodmanRuntime, pod: PodSandboxConfig, index: int = 0, *, restart_count: int = 0
-) -> tuple[int, bytes]:
-    started = await rt.start_container(pod, config(pod, index, restart_count=restart_count))
-    async with asyncio.timeout(30):
-        result = await rt.wait_container(started.container_id)
-    name = pod.spec.containers[index].name
-    output = await read_all(rt.logs(pod, name, restart_count=restart_count))
-    await rt.remove_container(started.container_id)
-    return result.exit_code, output

@@ -15,15 +15,8 @@ from minikubelet.api.errors import RuntimeFailure, StartFailure
 from minikubelet.runtime.base import ExitReason, Runtime
 from minikubelet.runtime.podman import ImagePullError, PodmanRuntime, pull_policy
 from minikubelet.runtime.podman_api import PodmanClient
-from tests.podman.conftest import (
-    IMAGE,
-    box,
-    config,
-    make_pod,
-    read_all,
-    run_to_exit,
-    sh,
-)
+from tests.podman.conftest import IMAGE, box, make_pod, sh
+from tests.runtime_helpers import config, read_all, run_to_exit
 
 # Generous: the first test's setup may install podman (apt-get) and build the image.
 pytestmark = pytest.mark.timeout(180)
