@@ -45,6 +45,7 @@ from minikubelet.config import DaemonConfig
 from minikubelet.pods.admission import Admission
 from minikubelet.pods.reconciler import Reconciler
 from minikubelet.pods.worker import PodWorker, WorkerSettings
+from minikubelet.probes.handlers import HTTPProber
 from minikubelet.runtime.base import Runtime
 from minikubelet.runtime.podman import (
     ContainerEventRef,
@@ -306,6 +307,8 @@ async def run(cfg: DaemonConfig) -> None:
             )
         )
         available: dict[str, Runtime] = {"process": process}
+        http = HTTPProber()  # one client for every pod's httpGet probes and hooks
+        stack.push_async_callback(http.aclose)
         # Always there: entering never contacts podman, so the daemon starts even while the
         # socket is down (or not created yet), and podman pods wait with a reason until it
         # answers. Registering it only when the socket existed at start made a podman pod
@@ -332,6 +335,7 @@ async def run(cfg: DaemonConfig) -> None:
                 settings=settings,
                 predecessor=predecessor,
                 admission=admission,
+                http=http,
             )
             previous = restored.pop(static.key, None)
             if previous is not None and previous.uid == static.uid:

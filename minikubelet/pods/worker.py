@@ -134,8 +134,11 @@ class PodWorker:
         settings: WorkerSettings,
         predecessor: asyncio.Task[None] | None = None,
         admission: Admission | None = None,
+        http: HTTPProber | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
+        """``http``: the daemon's one HTTP client for probes and hooks (a worker without one
+        makes and closes its own)."""
         self.static = static
         self.runtime = runtime
         self._store = store
@@ -187,7 +190,8 @@ class PodWorker:
         self._conditions: list[PodCondition] = []
         self._qos = qos_class(spec).value
         self._tg: asyncio.TaskGroup | None = None
-        self._http = HTTPProber()  # hooks' httpGet; the prober has its own
+        self._owns_http = http is None
+        self._http = http or HTTPProber()  # httpGet probes and hooks
         self._probes: ProbeManager | None = None
         self._probe_task: asyncio.Task[None] | None = None
         self.log = logging.LoggerAdapter(log, {"pod": static.key})
@@ -337,6 +341,7 @@ class PodWorker:
             pod_ip=self._pod_ip or "127.0.0.1",
             exec_in_container=self._exec,
             on_event=self._probe_event,
+            http=self._http,
             daemon_started_at=self._settings.restarted_at,
         )
         # Results wake the worker through its own queue; the manager's queue is not needed.
@@ -764,7 +769,8 @@ class PodWorker:
         finally:
             if self._probe_task is not None:
                 self._probe_task.cancel()
-            await self._http.aclose()
+            if self._owns_http:
+                await self._http.aclose()
             with contextlib.suppress(RuntimeFailure):
                 await self.runtime.stop_pod(self.sandbox)
             self.log.info("pod stopped")

@@ -366,7 +366,9 @@ class HTTPProber:
             trace = aiohttp.TraceConfig()
             trace.on_connection_create_end.append(_on_connection_created)
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(force_close=True, ssl=False),
+                # No keep-alive (kubelet's DisableKeepAlives) and no cap: one client serves
+                # every pod's probes, and a hundred may be due in the same instant.
+                connector=aiohttp.TCPConnector(force_close=True, ssl=False, limit=0),
                 trust_env=False,  # never the node's proxy
                 auto_decompress=False,
                 skip_auto_headers=("Accept", "Accept-Encoding", "User-Agent"),
