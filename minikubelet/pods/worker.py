@@ -184,7 +184,6 @@ class PodWorker:
         self._cgroup_path: str | None = None  # the pod's cgroup, shown as an annotation
         self._initialized = False  # every init container has done its part (latched)
         self._finished = False  # restartPolicy says nothing will run again
-        self._failed_init = False  # a plain init container failed under restartPolicy Never
         self._terminating = False
         self._start_time = now()
         self._conditions: list[PodCondition] = []
@@ -344,8 +343,7 @@ class PodWorker:
             http=self._http,
             daemon_started_at=self._settings.restarted_at,
         )
-        # Results wake the worker through its own queue; the manager's queue is not needed.
-        probes.results.unsubscribe(probes.updates)
+        # Result changes wake the worker through its own queue.
         probes.results.add_listener(lambda u: self._queue.put_nowait(_ProbeChanged(u)))
         self._probes = probes
         self._probe_task = tg.create_task(probes.run(), name=f"probes {self.static.key}")
@@ -425,7 +423,6 @@ class PodWorker:
                 continue
             if rec.exit is not None and policy == "Never":
                 # A failed init container under Never fails the pod (kubelet kills it).
-                self._failed_init = True
                 await self._finish()
                 return False
             await self._start_with_backoff(rec, progress)

@@ -14,7 +14,7 @@ interruptible sleep for ``stop()`` and ``trigger()``.
 runs them as named tasks in one TaskGroup, is told by the pod worker which container instance
 is current, and answers ``is_started`` / ``is_ready`` / ``failed_probe`` from the results
 cache. Probes never act on a container: they write results and events, and the pod worker
-decides what to restart (its loop wakes on ``updates``).
+decides what to restart (it listens on ``results``: ``results.add_listener``).
 
 Events use kubelet's exact texts (prober.go): Warning ``Unhealthy`` ``Liveness probe failed:
 <output>``, Warning ``Unhealthy`` ``Readiness probe errored and resulted in unknown state:
@@ -336,7 +336,8 @@ class ProbeManager:
     - ``container_started(name, container_id=, started_at=)`` for every new instance (also for
       instances adopted after a daemon restart), ``container_exited(name, container_id=,
       final=)`` when one exits;
-    - on each ``updates`` item (or any wakeup) read ``failed_probe``/``is_started``/``is_ready``;
+    - listen on ``results`` (``add_listener``, called on every change) and then read
+      ``failed_probe``/``is_started``/``is_ready``;
     - ``stop_liveness_and_startup()`` when the pod starts terminating, ``aclose()`` (or cancel
       ``run()``) when it is gone.
     """
@@ -359,7 +360,6 @@ class ProbeManager:
     ) -> None:
         self.pod = pod
         self.results = ResultsCache()
-        self.updates: asyncio.Queue[ProbeUpdate] = self.results.subscribe()
         self._pod_ip = pod_ip
         self._exec = exec_in_container
         self._owns_http = http is None

@@ -508,6 +508,7 @@ class Manager:
             wall_clock=lambda: self.wall,
             handler_factory=factory,
         )
+        self.updates = self.manager.results.subscribe()
 
     def worker(self, kind: ProbeKind) -> ProbeWorker:
         worker = self.manager.worker("app", kind)
@@ -563,10 +564,10 @@ async def test_manager_reports_the_failed_probe_of_the_running_instance_only():
     m.handlers[ProbeKind.LIVENESS].outcomes = [BAD]
     assert await m.worker(ProbeKind.LIVENESS).probe_once()
     assert m.manager.failed_probe("app") is ProbeKind.LIVENESS
-    assert m.manager.updates.get_nowait() == ProbeUpdate(
+    assert m.updates.get_nowait() == ProbeUpdate(
         "app", "c1", ProbeKind.LIVENESS, ProbeResult.SUCCESS
     )
-    assert m.manager.updates.get_nowait() == ProbeUpdate(
+    assert m.updates.get_nowait() == ProbeUpdate(
         "app", "c1", ProbeKind.LIVENESS, ProbeResult.FAILURE
     )
     assert m.events == [
