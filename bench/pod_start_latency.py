@@ -13,17 +13,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import psutil
+from _daemon import percentile, running_daemon
 
 MANIFEST = """\
 apiVersion: v1
@@ -44,32 +40,8 @@ spec:
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_healthy(url: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/healthz", timeout=1) as r:
-                if r.read() == b"ok":
-                    return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit("daemon did not become healthy")
-
-
 def rss_mib(pid: int) -> float:
     return psutil.Process(pid).memory_info().rss / 2**20
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))
-    return ordered[index]
 
 
 def main() -> None:
@@ -79,31 +51,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="mkl-bench-", dir="/var/tmp") as tmp:
         root = Path(tmp)
-        manifests, state, out = root / "manifests", root / "state", root / "out"
-        for d in (manifests, state, out):
-            d.mkdir()
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        daemon = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "minikubelet",
-                "run",
-                "--manifests",
-                str(manifests),
-                "--state-dir",
-                str(state),
-                "--node-name",
-                "bench",
-                "--listen",
-                f"127.0.0.1:{port}",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=open(root / "daemon.log", "wb"),  # noqa: SIM115
-        )
-        try:
-            wait_healthy(url)
+        manifests, out = root / "manifests", root / "out"
+        out.mkdir()
+        with running_daemon(root, stop_timeout=60) as (daemon, _url):
             time.sleep(2.0)
             idle = rss_mib(daemon.pid)
 
@@ -145,13 +95,6 @@ def main() -> None:
             print(f"daemon RSS idle: {idle:.1f} MiB (target <= 40)")
             print(f"daemon RSS with {args.pods} pods: {loaded:.1f} MiB")
             print(f"daemon CPU with {args.pods} idle pods: {cpu:.1f}% of one core")
-        finally:
-            daemon.send_signal(signal.SIGTERM)
-            try:
-                daemon.wait(60)
-            except subprocess.TimeoutExpired:
-                daemon.kill()
-                daemon.wait()
 
 
 if __name__ == "__main__":

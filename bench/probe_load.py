@@ -30,11 +30,7 @@ import argparse
 import asyncio
 import contextlib
 import json
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -44,6 +40,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import psutil
+from _daemon import percentile, running_daemon
 
 PERIOD = 1.0
 
@@ -89,18 +86,6 @@ def manifest(handlers: set[str]) -> str:
         text for kind, text in (("exec", EXEC), ("http", HTTP), ("tcp", TCP)) if kind in handlers
     ]
     return "".join(parts)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))
-    return ordered[index]
 
 
 def get_json(url: str) -> dict[str, object]:
@@ -221,132 +206,93 @@ def main() -> None:
     targets.start()
     with tempfile.TemporaryDirectory(prefix="mkl-probe-bench-", dir="/var/tmp") as tmp:
         root = Path(tmp)
-        manifests, state, exec_dir = root / "manifests", root / "state", root / "exec"
-        for d in (manifests, state, exec_dir):
-            d.mkdir()
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        log = open(root / "daemon.log", "wb")  # noqa: SIM115
-        daemon = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "minikubelet",
-                "run",
-                "--manifests",
-                str(manifests),
-                "--state-dir",
-                str(state),
-                "--node-name",
-                "bench",
-                "--listen",
-                f"127.0.0.1:{port}",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-        )
-        proc = psutil.Process(daemon.pid)
+        manifests, exec_dir = root / "manifests", root / "exec"
+        exec_dir.mkdir()
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    with urllib.request.urlopen(f"{url}/healthz", timeout=1) as r:
-                        if r.read() == b"ok":
-                            break
-                except OSError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise SystemExit("daemon did not become healthy")
-                time.sleep(0.1)
-            idle_rss = proc.memory_info().rss / 2**20
+            with running_daemon(root) as (daemon, url):
+                proc = psutil.Process(daemon.pid)
+                idle_rss = proc.memory_info().rss / 2**20
 
-            for name in names:
-                text = template.format(
-                    name=name,
-                    exec_dir=exec_dir,
-                    http_port=targets.http_port,
-                    tcp_port=targets.tcp_ports[name],
-                )
-                tmp_file = manifests / f".{name}.tmp"
-                tmp_file.write_text(text)
-                tmp_file.replace(manifests / f"{name}.yaml")
-
-            began = time.monotonic()
-            ready = 0
-            while time.monotonic() - began < 180:
-                items = get_json(f"{url}/pods").get("items") or []
-                assert isinstance(items, list)
-                ready = sum(
-                    1
-                    for pod in items
-                    if any(
-                        c.get("type") == "Ready" and c.get("status") == "True"
-                        for c in pod.get("status", {}).get("conditions") or []
+                for name in names:
+                    text = template.format(
+                        name=name,
+                        exec_dir=exec_dir,
+                        http_port=targets.http_port,
+                        tcp_port=targets.tcp_ports[name],
                     )
+                    tmp_file = manifests / f".{name}.tmp"
+                    tmp_file.write_text(text)
+                    tmp_file.replace(manifests / f"{name}.yaml")
+
+                began = time.monotonic()
+                ready = 0
+                while time.monotonic() - began < 180:
+                    items = get_json(f"{url}/pods").get("items") or []
+                    assert isinstance(items, list)
+                    ready = sum(
+                        1
+                        for pod in items
+                        if any(
+                            c.get("type") == "Ready" and c.get("status") == "True"
+                            for c in pod.get("status", {}).get("conditions") or []
+                        )
+                    )
+                    if ready >= args.pods:
+                        break
+                    time.sleep(0.5)
+                print(f"pods Ready: {ready}/{args.pods} after {time.monotonic() - began:.1f} s")
+                time.sleep(args.settle)
+
+                start_wall = time.time()
+                cpu0 = proc.cpu_times()
+                t0 = time.monotonic()
+                max_rss = 0.0
+                while time.monotonic() - t0 < args.window:
+                    max_rss = max(max_rss, proc.memory_info().rss / 2**20)
+                    time.sleep(1.0)
+                cpu1 = proc.cpu_times()
+                elapsed = time.monotonic() - t0
+                end_wall = time.time()
+                own = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
+                children = (cpu1.children_user - cpu0.children_user) + (
+                    cpu1.children_system - cpu0.children_system
                 )
-                if ready >= args.pods:
-                    break
-                time.sleep(0.5)
-            print(f"pods Ready: {ready}/{args.pods} after {time.monotonic() - began:.1f} s")
-            time.sleep(args.settle)
 
-            start_wall = time.time()
-            cpu0 = proc.cpu_times()
-            t0 = time.monotonic()
-            max_rss = 0.0
-            while time.monotonic() - t0 < args.window:
-                max_rss = max(max_rss, proc.memory_info().rss / 2**20)
-                time.sleep(1.0)
-            cpu1 = proc.cpu_times()
-            elapsed = time.monotonic() - t0
-            end_wall = time.time()
-            own = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
-            children = (cpu1.children_user - cpu0.children_user) + (
-                cpu1.children_system - cpu0.children_system
-            )
+                for name in names:
+                    with contextlib.suppress(FileNotFoundError):
+                        for line in (exec_dir / name).read_text().split():
+                            targets.arrivals[name, "exec"].append(float(line))
 
-            for name in names:
-                with contextlib.suppress(FileNotFoundError):
-                    for line in (exec_dir / name).read_text().split():
-                        targets.arrivals[name, "exec"].append(float(line))
+                by_kind: dict[str, list[float]] = defaultdict(list)
+                missed: dict[str, int] = defaultdict(int)
+                series: dict[str, int] = defaultdict(int)
+                for (_pod, kind), times in list(targets.arrivals.items()):
+                    window = [t for t in times if start_wall <= t <= end_wall]
+                    late, miss = lateness(window)
+                    by_kind[kind].extend(late)
+                    missed[kind] += miss
+                    series[kind] += 1 if window else 0
 
-            by_kind: dict[str, list[float]] = defaultdict(list)
-            missed: dict[str, int] = defaultdict(int)
-            series: dict[str, int] = defaultdict(int)
-            for (_pod, kind), times in list(targets.arrivals.items()):
-                window = [t for t in times if start_wall <= t <= end_wall]
-                late, miss = lateness(window)
-                by_kind[kind].extend(late)
-                missed[kind] += miss
-                series[kind] += 1 if window else 0
-
-            print(
-                f"window: {elapsed:.1f} s, {args.pods} pods x {len(handlers)} probes"
-                f" at a {PERIOD:g} s period"
-            )
-            for kind in sorted(handlers):
                 print(
-                    summarize(f"lateness {kind:4s}", by_kind[kind])
-                    + f"  ({series[kind]} series, {missed[kind]} ticks missed)"
+                    f"window: {elapsed:.1f} s, {args.pods} pods x {len(handlers)} probes"
+                    f" at a {PERIOD:g} s period"
                 )
-            every = [v for values in by_kind.values() for v in values]
-            print(summarize("lateness all ", every) + "  (target p99 <= 20 ms)")
-            print(
-                f"daemon CPU: {100 * own / elapsed:.1f}% of one core (target <= 10%); "
-                f"with the probe commands it spawned: {100 * (own + children) / elapsed:.1f}%"
-            )
-            print(
-                f"daemon RSS: idle {idle_rss:.1f} MiB, max under load {max_rss:.1f} MiB"
-                " (target <= 80 MB)"
-            )
+                for kind in sorted(handlers):
+                    print(
+                        summarize(f"lateness {kind:4s}", by_kind[kind])
+                        + f"  ({series[kind]} series, {missed[kind]} ticks missed)"
+                    )
+                every = [v for values in by_kind.values() for v in values]
+                print(summarize("lateness all ", every) + "  (target p99 <= 20 ms)")
+                print(
+                    f"daemon CPU: {100 * own / elapsed:.1f}% of one core (target <= 10%); "
+                    f"with the probe commands it spawned: {100 * (own + children) / elapsed:.1f}%"
+                )
+                print(
+                    f"daemon RSS: idle {idle_rss:.1f} MiB, max under load {max_rss:.1f} MiB"
+                    " (target <= 80 MB)"
+                )
         finally:
-            daemon.send_signal(signal.SIGTERM)
-            try:
-                daemon.wait(120)
-            except subprocess.TimeoutExpired:
-                daemon.kill()
-                daemon.wait()
-            log.close()
             targets.stop()
 
 
