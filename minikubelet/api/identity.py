@@ -45,3 +45,5 @@ class DesiredSet:
 
     pods: dict[PodKey, StaticPod] = field(default_factory=dict)
     errors: dict[str, ManifestError] = field(default_factory=dict)  # by file path
+    # The directory (or one on its way from /) fails the trust rules: every file in it is refused.
+    directory_error: ManifestError | None = None

@@ -39,6 +39,19 @@ Paths are reported as ``directory / name`` with ``directory`` exactly as given t
 constructor; that string is the ``source``, the ``errors`` key, the ``minikubelet.io/config.file``
 annotation and part of the UID.
 
+**Trust.** A manifest can run anything as the daemon's user, so the directory is exactly as
+trusted as root, and ``trust.py`` enforces that (sshd's StrictModes): a file is read only if it,
+the directory and every directory on its way from ``/`` (symlinks followed) pass the rules there.
+A file that fails is an error like any other (a Forbidden field error naming the path, its owner,
+mode and fix) and is neither read nor parsed; the opened file is judged again by ``fstat``, so a
+swap between the check and the open is caught. A failing directory fails every file below it and
+is also published as ``DesiredSet.directory_error``. Files are judged when they are (re)read;
+their fingerprints do not change when a directory up the path is chmodded, so every full pass
+judges the directory and every known file again, and a file trusted again is read afresh (its
+refusal stays published until then, so a running pod is not stopped in between). A change of
+the watched directory's own mode or owner (IN_ATTRIB) triggers a full pass at once; a parent's
+is seen by the next resync. ``trust_non_root_files`` turns all of this off.
+
 A missing directory is not created: the source logs once, publishes an empty set, and looks for
 it again on every resync (inotify cannot watch what does not exist). The same goes for a
 directory that disappears while running.
@@ -48,6 +61,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import os
@@ -72,6 +86,7 @@ from minikubelet.api.identity import (
 )
 from minikubelet.api.model import PodKey, pod_key
 from minikubelet.api.validation import DecodedPod, decode_pod
+from minikubelet.source import trust
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -130,13 +145,23 @@ def static_pod_uid(content: bytes, *, node_name: str, path: str) -> str:
     return h.hexdigest()[:32]
 
 
-def load_manifest(path: Path, *, node_name: str, max_bytes: int = DEFAULT_MAX_BYTES) -> StaticPod:
-    """Read, decode and name one manifest the way the source would (for ``validate``).
+def load_manifest(
+    path: Path,
+    *,
+    node_name: str,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    trust_non_root_files: bool = False,
+) -> StaticPod:
+    """Read, decode and name one manifest the way the source would (for ``validate``), trust
+    checks included (against root and this process's user).
 
     Blocking. No name filter and no settling: the caller chose the file. Raises ManifestError."""
     source = str(path)
-    outcome = _read_file(source, max_bytes=max_bytes)
-    if isinstance(outcome, _Unreadable):
+    owners = None if trust_non_root_files else trust.trusted_owners()
+    if owners is not None and (problems := trust.check_path(source, owners=owners)):
+        raise trust.refusal(source, problems, owners=owners)
+    outcome = _read_file(source, max_bytes=max_bytes, owners=owners)
+    if isinstance(outcome, _Unreadable | _Refused):
         raise outcome.error
     if isinstance(outcome, _Absent):
         what = "is a directory, not a manifest file" if path.is_dir() else "no such file"
@@ -156,6 +181,7 @@ def load_manifest(path: Path, *, node_name: str, max_bytes: int = DEFAULT_MAX_BY
 
 _Fingerprint = tuple[int, int, int, int]  # (st_ino, st_size, st_mtime_ns, st_ctime_ns)
 _UNSTATABLE: Final[_Fingerprint] = (-1, -1, -1, -1)  # stat() failed for another reason
+_RECHECK: Final[_Fingerprint] = (-2, -2, -2, -2)  # refused, trusted now: read it afresh
 
 
 def _fingerprint(st: os.stat_result) -> _Fingerprint:
@@ -180,13 +206,22 @@ class _Unreadable:
 
 
 @dataclass(frozen=True, slots=True)
+class _Refused:
+    fingerprint: _Fingerprint
+    error: ManifestError  # the trust rules' refusal of the file that was opened
+
+
+@dataclass(frozen=True, slots=True)
 class _Absent:
     pass
 
 
-def _read_file(path: str, *, max_bytes: int) -> _Content | _Changing | _Unreadable | _Absent:
+def _read_file(
+    path: str, *, max_bytes: int, owners: frozenset[int] | None = None
+) -> _Content | _Changing | _Unreadable | _Refused | _Absent:
     """One read through one descriptor. O_NONBLOCK so that a FIFO named ``x.yaml`` (or one
-    swapped in after a stat) cannot hang the thread; fstat decides what the file is."""
+    swapped in after a stat) cannot hang the thread; fstat decides what the file is, and with
+    ``owners`` whether it may be read at all (the file opened, not the one checked before)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
     except (FileNotFoundError, NotADirectoryError):
@@ -202,6 +237,10 @@ def _read_file(path: str, *, max_bytes: int) -> _Content | _Changing | _Unreadab
             return _Absent()
         if not stat.S_ISREG(before.st_mode):
             return _Unreadable(fp, _not_regular(path))
+        if owners is not None:
+            problem = trust.file_problem(path, before, owners=owners)
+            if problem is not None:
+                return _Refused(fp, trust.refusal(path, [problem], owners=owners))
         if before.st_size > max_bytes:
             return _Unreadable(fp, _too_big(path, before.st_size, max_bytes))
         chunks: list[bytes] = []
@@ -334,6 +373,7 @@ class _Entry:
     fingerprint: _Fingerprint  # the state the result was made from
     uid: str | None  # UID of the bytes read; None when they could not be read
     result: StaticPod | ManifestError  # before duplicate resolution
+    refused: bool = False  # result is the trust rules' refusal: the bytes were not read
 
 
 @dataclass(frozen=True, slots=True)
@@ -356,12 +396,15 @@ class ManifestSource:
         resync_period: float = 20.0,
         settle_delay: float = 0.05,
         max_bytes: int = DEFAULT_MAX_BYTES,
+        trust_non_root_files: bool = False,
     ) -> None:
         self._directory = directory
         self._node_name = node_name
         self._resync_period = resync_period
         self._settle_delay = settle_delay
         self._max_bytes = max_bytes
+        # Who may own (and alone write) manifests and the directories on their way; None: anyone.
+        self._owners = None if trust_non_root_files else trust.trusted_owners()
 
         # State owned by the refresh pass (one at a time, in a worker thread).
         self._entries: dict[str, _Entry] = {}  # by path: the last settled result per file
@@ -371,12 +414,15 @@ class ManifestSource:
         self._watch: Watch | None = None  # our watch on the directory, when placed
         self._dir_problem: str | None = None  # why the directory cannot be listed (logged once)
         self._watch_problem: str | None = None  # why it cannot be watched (logged once)
+        self._directory_error: ManifestError | None = None  # the directory fails the trust rules
+        self._lstat: trust.Lstat = os.lstat  # per pass: a cache shared by that pass's walks
 
         # State owned by the event loop (the inotify reader), handed over before each pass.
         self._dirty: set[str] = set()  # paths named by events since the last pass
         self._done: set[str] = set()  # of those, paths whose writer finished (close, moved in)
         self._rewatch = False  # our watch is gone (directory deleted or moved away)
-        self._overflow = False  # the kernel dropped events: a full pass is needed
+        # A full pass is needed: the kernel dropped events, or the directory's mode changed.
+        self._rescan = False
         self._settling: frozenset[str] = frozenset()  # paths pending after the last pass
         self._wake = asyncio.Event()  # replaced in run(): an Event binds to its first loop
         self._running = False
@@ -466,8 +512,8 @@ class ManifestSource:
         dirty, self._dirty = self._dirty, set()
         done, self._done = self._done, set()
         rewatch, self._rewatch = self._rewatch, False
-        full = full or self._overflow
-        self._overflow = False
+        full = full or self._rescan
+        self._rescan = False
         work = asyncio.ensure_future(
             asyncio.to_thread(self._refresh, full=full, dirty=dirty, done=done, rewatch=rewatch)
         )
@@ -493,8 +539,14 @@ class ManifestSource:
         mask = event.mask
         if Mask.Q_OVERFLOW in mask:
             logger.warning("%s: inotify queue overflow; rescanning", self._directory)
-            self._overflow = True
+            self._rescan = True
             return True
+        if Mask.ATTRIB in mask and event.name is None:
+            # chmod or chown of the directory itself: judge it (and so every file) again now.
+            if event.watch is not None and event.watch is self._watch:
+                self._rescan = True
+                return True
+            return False
         if mask & _WATCH_GONE and event.name is None:
             if event.watch is not None and event.watch is self._watch:
                 self._rewatch = True
@@ -543,10 +595,12 @@ class ManifestSource:
         """One pass; returns how long until a pending path may settle (None: nothing pending)."""
         if rewatch:
             self._drop_watch()
+        self._lstat = functools.cache(os.lstat)  # directories are walked once per pass
         candidates = set(dirty) | set(self._pending)
         if full or rewatch:
             self._ensure_watch()
             candidates |= self._list() | set(self._entries)
+            self._judge_again()
         for path in sorted(candidates):
             self._examine(path, done=path in done)
         self._publish_if_changed(self._build())
@@ -599,6 +653,28 @@ class ManifestSource:
             self._dir_problem = None
         return {str(self._directory / n) for n in names if is_manifest_name(n)}
 
+    def _refusal(self, path: str) -> ManifestError | None:
+        """The trust rules' verdict on ``path`` and every directory on its way (None: trusted)."""
+        if self._owners is None:
+            return None
+        problems = trust.check_path(path, owners=self._owners, lstat=self._lstat)
+        return trust.refusal(path, problems, owners=self._owners) if problems else None
+
+    def _judge_again(self) -> None:
+        """The directory and every known file, judged again on a full pass: a chmod or chown up
+        the path changes no file's fingerprint, so _examine alone would never see it."""
+        self._directory_error = self._refusal(str(self._directory))
+        for path, entry in list(self._entries.items()):
+            refusal = self._refusal(path)
+            if refusal is not None:
+                if not entry.refused or _lines(entry.result) != refusal.lines():
+                    # Trusted -> refused: the pod goes the way of a bad edit (see reconciler).
+                    self._entries[path] = _Entry(entry.fingerprint, None, refusal, refused=True)
+            elif entry.refused and entry.fingerprint != _RECHECK:
+                # Refused -> trusted: read it afresh. The refusal stays published until then,
+                # so that a running pod is not stopped for the moment in between.
+                self._entries[path] = _Entry(_RECHECK, None, entry.result, refused=True)
+
     def _age(self, pending: _Pending, now: float, wall: float) -> float:
         """How long the pending state has provably been unchanged."""
         age = now - pending.since
@@ -640,7 +716,13 @@ class ManifestSource:
             self._entries.pop(path, None)
             return
 
-        outcome = _read_file(path, max_bytes=self._max_bytes)
+        refusal = self._refusal(path)
+        if refusal is not None:
+            # Neither read nor parsed: someone other than root may have written these bytes.
+            self._pending.pop(path, None)
+            self._entries[path] = _Entry(fp, None, refusal, refused=True)
+            return
+        outcome = _read_file(path, max_bytes=self._max_bytes, owners=self._owners)
         if isinstance(outcome, _Absent):
             self._pending[path] = _Pending(None, since=now)
             return
@@ -650,6 +732,10 @@ class ManifestSource:
         if isinstance(outcome, _Unreadable):
             self._pending.pop(path, None)
             self._entries[path] = _Entry(outcome.fingerprint or fp, None, outcome.error)
+            return
+        if isinstance(outcome, _Refused):
+            self._pending.pop(path, None)
+            self._entries[path] = _Entry(outcome.fingerprint, None, outcome.error, refused=True)
             return
         if outcome.fingerprint != fp and not done:
             # Replaced or rewritten between the settle check and the read: settle that.
@@ -687,7 +773,11 @@ class ManifestSource:
         for path, e in self._entries.items():
             if isinstance(e.result, ManifestError):
                 errors[path] = e.result
-        return DesiredSet(pods=pods, errors=dict(sorted(errors.items())))
+        return DesiredSet(
+            pods=pods,
+            errors=dict(sorted(errors.items())),
+            directory_error=self._directory_error,
+        )
 
     def _duplicate(self, path: str, sp: StaticPod, holder: str) -> ManifestError:
         old = self._desired.errors.get(path)
@@ -709,10 +799,22 @@ class ManifestSource:
         old = self._desired
         old_errors = {p: e.lines() for p, e in old.errors.items()}
         new_errors = {p: e.lines() for p, e in new.errors.items()}
-        if {k: v.uid for k, v in old.pods.items()} == {
-            k: v.uid for k, v in new.pods.items()
-        } and old_errors == new_errors:
+        old_refused, new_refused = _lines(old.directory_error), _lines(new.directory_error)
+        if (
+            {k: v.uid for k, v in old.pods.items()} == {k: v.uid for k, v in new.pods.items()}
+            and old_errors == new_errors
+            and old_refused == new_refused
+        ):
             return
+        if new_refused != old_refused:
+            if new.directory_error is not None:
+                logger.warning(
+                    "manifest directory %s is not trusted; every manifest in it is refused: %s",
+                    self._directory,
+                    "; ".join(str(e) for e in new.directory_error.errors),
+                )
+            else:
+                logger.info("manifest directory %s is trusted again", self._directory)
         for key, sp in new.pods.items():
             before = old.pods.get(key)
             if before is None or before.uid != sp.uid:
@@ -735,3 +837,7 @@ class ManifestSource:
         for path in old_errors.keys() - new_errors.keys():
             logger.info("%s: no longer in error", path)
         self._desired = new
+
+
+def _lines(result: StaticPod | ManifestError | None) -> list[str]:
+    return result.lines() if isinstance(result, ManifestError) else []
