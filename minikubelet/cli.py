@@ -333,12 +333,14 @@ def run_manifest(
 def write_new_file(path: Path, data: bytes) -> None:
     """Create ``path`` with ``data`` atomically: a dot-named temp file in the same directory
     (the manifest watcher ignores dotfiles), fsync, rename, fsync the directory. A reader sees
-    no file or the whole file. Raises FileExistsError if ``path`` already exists."""
+    no file or the whole file. The file is mode 0644 whatever the umask, owned by the caller:
+    as root, it passes the daemon's trust rules. Raises FileExistsError if ``path`` exists."""
     if path.exists():
         raise FileExistsError(str(path))
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
+        os.fchmod(fd, 0o644)  # not less either: a umask of 077 would leave 0600
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -401,6 +403,7 @@ def cmd_create(args: argparse.Namespace) -> int:
                 f'Error from server (AlreadyExists): pods "{args.name}" already exists'
                 f" (file {path})"
             ) from None
+        _warn_if_refused(path)
     if args.output == "yaml":
         sys.stdout.write(text)
     elif args.output == "json":
@@ -408,6 +411,18 @@ def cmd_create(args: argparse.Namespace) -> int:
     else:
         print(f"pod/{args.name} created{' (dry run)' if args.dry_run else ''}")
     return 0
+
+
+def _warn_if_refused(path: Path) -> None:
+    """Say so when a daemon running as root or as this user would refuse the file written (a
+    directory on its way that others can write, say): the pod would not start."""
+    from minikubelet.source import trust
+
+    owners = trust.trusted_owners()
+    problems = trust.check_path(str(path.absolute()), owners=owners)
+    if problems:
+        for line in trust.refusal(str(path), problems, owners=owners).lines():
+            print(f"warning: {line}", file=sys.stderr)
 
 
 def _default_manifests() -> Path:

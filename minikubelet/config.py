@@ -39,6 +39,7 @@ class DaemonConfig:
     # manifest source
     file_check_frequency: float = 20.0  # full resync period (kubelet fileCheckFrequency)
     file_settle_delay: float = 0.05  # a file must be unchanged this long before it is read
+    trust_non_root_files: bool = False  # read manifests whoever owns them (source/trust.py off)
 
     # restarts
     backoff_initial: float = 10.0  # CrashLoopBackOff first delay
@@ -123,6 +124,7 @@ _KEYS: dict[str, tuple[str, str]] = {
     "containerdSocket": ("containerd_socket", "path"),
     "fileCheckFrequency": ("file_check_frequency", "duration"),
     "fileSettleDelay": ("file_settle_delay", "duration"),
+    "manifests.trustNonRootFiles": ("trust_non_root_files", "bool"),
     "crashLoopBackOff.initialDelay": ("backoff_initial", "duration"),
     "crashLoopBackOff.maxContainerRestartPeriod": ("backoff_max", "duration"),
     "crashLoopBackOff.resetAfter": ("backoff_reset", "duration"),
@@ -143,7 +145,9 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in data.items():
         path = f"{prefix}{key}"
-        if isinstance(value, dict) and path not in _KEYS:
+        # Even under a key that takes a value: "manifests: {trustNonRootFiles: true}" is
+        # manifests.trustNonRootFiles (with the path given as staticPodPath or --manifests).
+        if isinstance(value, dict):
             out.update(_flatten(value, f"{path}."))
         else:
             out[path] = value
@@ -175,6 +179,10 @@ def load_config_file(path: Path, base: DaemonConfig) -> DaemonConfig:
             changes[name] = str(value)
         elif kind == "duration":
             changes[name] = parse_duration(value, where=where)
+        elif kind == "bool":
+            if not isinstance(value, bool):
+                raise ConfigError(f"{where}: Invalid value: {value!r}: must be true or false")
+            changes[name] = value
         elif kind == "int":
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{where}: Invalid value: {value!r}: must be a positive integer")

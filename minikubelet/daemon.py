@@ -16,6 +16,13 @@ possible; true: refuse to start without them; false: never), ``name`` (the subtr
 kubepods), ``parent`` (an absolute cgroup path to put it in instead of the daemon's own
 cgroup), ``pidsLimit`` (pids.max of every pod and container).
 
+Trust: a manifest can run anything as the daemon's user, so the manifest source refuses files
+that anyone else could have written (source/trust.py). When the directory itself (or one on its
+way from /) fails, every file in it is refused and the daemon says so the same way as for
+cgroups: a log warning, a Node Warning event (``UntrustedManifests``) and a
+``[+]manifests warning: ...`` line in ``/healthz?verbose``, updated on every full resync.
+``manifests.trustNonRootFiles: true`` turns the checks off, with a warning at start.
+
 Restart recovery is not built yet: stopping the daemon stops its pods, so that nothing is left
 running unsupervised. Containers already run in their own sessions, and each instance is
 recorded in the state dir, so that a later daemon can adopt them instead.
@@ -118,6 +125,7 @@ def _container_event_sink(events: EventRecorder) -> ContainerEventSink:
 
 
 CGROUPS_UNAVAILABLE = "CgroupsUnavailable"  # node event reason: limits are not enforced
+UNTRUSTED_MANIFESTS = "UntrustedManifests"  # node event reason: the manifests dir is refused
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,6 +303,16 @@ async def run(cfg: DaemonConfig) -> None:
     cgroups, cgroups_health = start_cgroups(
         cgroup_settings(cfg.extra), events=events, node_name=cfg.node_name
     )
+    trust_off = ""
+    if cfg.trust_non_root_files:
+        trust_off = "manifests.trustNonRootFiles is true: manifests are read whoever owns them"
+        log.warning(
+            "%s; anyone who can write into %s or a directory above it can run anything as uid %d",
+            trust_off,
+            cfg.manifests,
+            os.geteuid(),
+        )
+    manifests_health: HealthCheck = ("manifests", True, trust_off)
 
     async with contextlib.AsyncExitStack() as stack:
         process = await stack.enter_async_context(
@@ -348,7 +366,7 @@ async def run(cfg: DaemonConfig) -> None:
             store=store,
             events=events,
             logs=reconciler.logs,
-            health=lambda: [("ping", True, ""), cgroups_health],
+            health=lambda: [("ping", True, ""), cgroups_health, manifests_health],
         )
         site = await serve(app, cfg.listen_host, cfg.listen_port)
         stack.push_async_callback(site.cleanup)
@@ -358,11 +376,27 @@ async def run(cfg: DaemonConfig) -> None:
             node_name=cfg.node_name,
             resync_period=cfg.file_check_frequency,
             settle_delay=cfg.file_settle_delay,
+            trust_non_root_files=cfg.trust_non_root_files,
         )
 
         def publish(desired: DesiredSet) -> None:
+            nonlocal manifests_health
             if stop.is_set():
                 return
+            detail = trust_off
+            if desired.directory_error is not None:
+                problems = "; ".join(str(e) for e in desired.directory_error.errors)
+                detail = f"every manifest in {cfg.manifests} is refused: {problems}"
+                if detail != manifests_health[2]:  # said once per change, like cgroups
+                    events.record(
+                        ObjectReference(
+                            kind="Node", name=cfg.node_name, uid=cfg.node_name, namespace=None
+                        ),
+                        type="Warning",
+                        reason=UNTRUSTED_MANIFESTS,
+                        message=detail,
+                    )
+            manifests_health = ("manifests", True, detail)
             reconciler.reconcile_once(desired)
             for key, entry in list(restored.items()):
                 # Left by the previous daemon and not wanted any more (file gone or changed).
