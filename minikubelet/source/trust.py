@@ -21,11 +21,11 @@ StrictModes treats ``authorized_keys`` and sudo treats ``sudoers``:
   the daemon runs as root; the only user who matters when it does not).
 
 The rules themselves (``file_problem``, ``directory_problem``) are pure functions over
-``os.stat`` results. ``check_path`` walks a path with ``lstat`` and ``readlink`` only (it never
-opens anything, so a FIFO cannot block it); a path that cannot be walked (missing, not a
-directory, a symlink loop, no permission) ends the walk without a problem, since reading it
-fails anyway and says why. ``refusal`` turns problems into a ``ManifestError`` in the shape of
-a validation error, each naming the path, its owner and mode, and the fix. See
+``os.stat`` results. ``check_path`` walks a path with ``lstat`` and ``readlink`` only
+(pathwalk.py: it never opens anything, so a FIFO cannot block it); a path that cannot be walked
+(missing, not a directory, a symlink loop, no permission) ends the walk without a problem, since
+reading it fails anyway and says why. ``refusal`` turns problems into a ``ManifestError`` in the
+shape of a validation error, each naming the path, its owner and mode, and the fix. See
 docs/security.md for the reasoning and the limits.
 """
 
@@ -35,26 +35,27 @@ import os
 import pwd
 import shlex
 import stat
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
 from minikubelet.api.errors import ErrorType, FieldError, ManifestError
+from minikubelet.source import pathwalk
 
 __all__ = [
     "Problem",
     "check_path",
     "directory_problem",
     "file_problem",
+    "judge_walk",
     "refusal",
     "symlink_problem",
     "trusted_owners",
 ]
 
-MAX_SYMLINKS: Final = 40  # Linux's limit for one path resolution (ELOOP beyond)
 _GROUP_OR_OTHER_WRITE: Final = stat.S_IWGRP | stat.S_IWOTH
 
-Lstat = Callable[[str], os.stat_result]
+Lstat = pathwalk.Lstat
 
 
 def trusted_owners() -> frozenset[int]:
@@ -191,20 +192,19 @@ def symlink_problem(path: str, st: os.stat_result, *, owners: frozenset[int]) ->
 # --- the walk ---------------------------------------------------------------------------------
 
 
-def _parts(path: str) -> list[str]:
-    return [p for p in path.split("/") if p not in ("", ".")]
-
-
 def check_path(path: str, *, owners: frozenset[int], lstat: Lstat = os.lstat) -> list[Problem]:
     """Every problem on the way to ``path`` and with ``path`` itself, parents first.
 
     Resolves ``path`` one name at a time from ``/`` (a relative path from the working
-    directory), following symlinks, and judges each directory a name is looked up in, each
-    symlink met, then the object reached: a directory by the directory rule, a regular file by
-    the file rule (anything else is left to the reader). ``lstat`` may be a cache shared by the
-    walks of one pass."""
-    if not path.startswith("/"):
-        path = os.path.join(os.getcwd(), path)
+    directory), following symlinks (pathwalk.py), and judges each directory a name is looked up
+    in, each symlink met, then the object reached: a directory by the directory rule, a regular
+    file by the file rule (anything else is left to the reader). ``lstat`` may be a cache
+    shared by the walks of one pass."""
+    return judge_walk(pathwalk.walk(path, lstat=lstat), owners=owners)
+
+
+def judge_walk(walked: pathwalk.Walk, *, owners: frozenset[int]) -> list[Problem]:
+    """``check_path`` for a path already walked."""
     problems: list[Problem] = []
     judged: set[str] = set()
 
@@ -215,39 +215,17 @@ def check_path(path: str, *, owners: frozenset[int], lstat: Lstat = os.lstat) ->
             if problem is not None:
                 problems.append(problem)
 
-    try:
-        current, current_st = "/", lstat("/")
-        todo = _parts(path)[::-1]  # a stack: the next name is last
-        hops = 0
-        while todo:
-            name = todo.pop()
-            if name == "..":
-                current = os.path.dirname(current)
-                current_st = lstat(current)
-                continue
-            judge(current, current_st)  # a name is looked up in it: it decides what we reach
-            candidate = os.path.join(current, name)
-            st = lstat(candidate)
-            if stat.S_ISLNK(st.st_mode):
-                if (problem := symlink_problem(candidate, st, owners=owners)) is not None:
-                    problems.append(problem)
-                hops += 1
-                if hops > MAX_SYMLINKS:
-                    return problems
-                target = os.readlink(candidate)
-                if target.startswith("/"):
-                    current, current_st = "/", lstat("/")
-                todo.extend(_parts(target)[::-1])
-                continue
-            if todo and not stat.S_ISDIR(st.st_mode):
-                return problems  # ENOTDIR: reading it says so
-            current, current_st = candidate, st
-    except OSError:
+    for step in walked.steps:
+        if isinstance(step, pathwalk.Lookup):
+            judge(step.directory, step.st)  # a name is looked up in it: it decides what we reach
+        elif (problem := symlink_problem(step.path, step.st, owners=owners)) is not None:
+            problems.append(problem)
+    if walked.path is None or walked.st is None:
         return problems  # missing or unreachable: nothing there to trust, reading it says so
-    if stat.S_ISDIR(current_st.st_mode):
-        judge(current, current_st)
-    elif stat.S_ISREG(current_st.st_mode):
-        problem = file_problem(current, current_st, owners=owners)
+    if stat.S_ISDIR(walked.st.st_mode):
+        judge(walked.path, walked.st)
+    elif stat.S_ISREG(walked.st.st_mode):
+        problem = file_problem(walked.path, walked.st, owners=owners)
         if problem is not None:
             problems.append(problem)
     return problems
