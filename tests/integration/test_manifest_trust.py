@@ -15,7 +15,7 @@ import pytest
 
 from minikubelet.api.errors import ManifestError
 from minikubelet.source.manifests import ManifestSource, load_manifest
-from minikubelet.source.trust import check_path, trusted_owners
+from minikubelet.source.trust import check_path, refusal, trusted_owners
 from tests.integration.test_manifests import (
     NODE,
     has_pod,
@@ -203,12 +203,29 @@ async def test_chmod_of_the_directory_refuses_at_once_keeps_the_uid_and_a_fix_re
         assert all(has_pod("web-node-1")(d) or str(path) in d.errors for d in rec.sets)
 
 
-async def test_a_parents_chmod_is_seen_by_the_resync(tmp_path: Path) -> None:
+def test_the_sources_refusal_is_check_paths_word_for_word(tmp_path: Path) -> None:
+    # The source walks to the directory once per pass and judges each plain file on its own;
+    # the answer must be the full walk's.
+    parent = tmp_path / "open"
+    mdir = parent / "manifests"
+    mdir.mkdir(parents=True)
+    path = mdir / "web.yaml"
+    write(path, pod_yaml("web"))
+    os.chmod(path, 0o666)
+    os.chmod(parent, 0o777)
+    desired = make_source(mdir).scan_once()
+    expected = refusal(str(path), check_path(str(path), owners=OWNERS), owners=OWNERS)
+    assert len(expected.errors) == 2
+    assert desired.errors[str(path)].lines() == expected.lines()
+
+
+async def test_a_parents_chmod_is_seen_at_once(tmp_path: Path) -> None:
     parent = tmp_path / "etc"
     mdir = parent / "manifests"
     mdir.mkdir(parents=True)
     write(mdir / "web.yaml", pod_yaml("web"))
-    async with running(make_source(mdir, resync_period=0.2)) as rec:
+    # A long resync: the parent is watched for the names the path is resolved through.
+    async with running(make_source(mdir, resync_period=60)) as rec:
         assert has_pod("web-node-1")(rec.last)
         os.chmod(parent, 0o777)
         refused = await rec.wait_for(lacks_pod("web-node-1"))
