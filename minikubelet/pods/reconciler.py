@@ -4,7 +4,9 @@ The manifest source publishes whole snapshots (level-triggered, latest wins); ``
 diffs one against the workers and acts at once, without awaiting anything, so a slow pod never
 delays another. Workers are keyed by PodKey and identified by UID: a changed manifest is a new
 UID, so the old worker is asked to stop and the new one is started with the old one as its
-predecessor (it waits for it; the two never run side by side). Nothing is mutated in place.
+predecessor (it waits for it; the two never run side by side). Nothing is mutated in place,
+except the file a pod is declared by: a manifest renamed without a change keeps its UID (the
+UID does not include the path) and its pod, which only learns the new file name.
 
 A manifest that turns invalid does not take its running pod down: the pod keeps running on its
 last good spec and the error is reported as a FailedValidation event on it, until the file is
@@ -65,6 +67,11 @@ class Reconciler:
                 running.worker.request_stop()
                 self._stopping[key] = running.task
                 del self._current[key]
+            elif wanted.source != running.worker.static.source:
+                # The same bytes under another file name (renamed, or swapped in under it):
+                # the same pod, so it carries on, from now on named after that file.
+                log.info("pod %s: now declared by %s (unchanged)", key, wanted.source)
+                running.worker.relocate(wanted)
         # Then start what is new, each after its predecessor of the same name has stopped.
         for key, static in desired.pods.items():
             if key in self._current:

@@ -210,6 +210,15 @@ class PodWorker:
             self._stop_requested = True
             self._queue.put_nowait(_Stop())
 
+    def relocate(self, static: StaticPod) -> None:
+        """The same pod (the same UID: the same bytes) is now declared by another file. Carry
+        on, naming that file from now on (``source``, the ``config.*`` annotations)."""
+        if static.uid != self.uid:
+            raise ValueError(f"{static.key}: relocate to uid {static.uid}, this pod is {self.uid}")
+        self.static = static
+        if self._tg is not None and not self._terminating:
+            self._store.put(static.key, self._entry())
+
     def restore(self, previous: PodStatus) -> None:
         """Carry on from the status a previous daemon left for this same pod (same UID).
 
