@@ -40,6 +40,7 @@ class DaemonConfig:
     file_check_frequency: float = 20.0  # full resync period (kubelet fileCheckFrequency)
     file_settle_delay: float = 0.05  # a file must be unchanged this long before it is read
     trust_non_root_files: bool = False  # read manifests whoever owns them (source/trust.py off)
+    missing_is_empty: bool = False  # a missing manifests directory declares no pods (kubelet's)
 
     # restarts
     backoff_initial: float = 10.0  # CrashLoopBackOff first delay
@@ -125,6 +126,7 @@ _KEYS: dict[str, tuple[str, str]] = {
     "fileCheckFrequency": ("file_check_frequency", "duration"),
     "fileSettleDelay": ("file_settle_delay", "duration"),
     "manifests.trustNonRootFiles": ("trust_non_root_files", "bool"),
+    "manifests.missingIsEmpty": ("missing_is_empty", "bool"),
     "crashLoopBackOff.initialDelay": ("backoff_initial", "duration"),
     "crashLoopBackOff.maxContainerRestartPeriod": ("backoff_max", "duration"),
     "crashLoopBackOff.resetAfter": ("backoff_reset", "duration"),

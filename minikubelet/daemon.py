@@ -23,6 +23,13 @@ cgroups: a log warning, a Node Warning event (``UntrustedManifests``) and a
 ``[+]manifests warning: ...`` line in ``/healthz?verbose``, updated on every full resync.
 ``manifests.trustNonRootFiles: true`` turns the checks off, with a warning at start.
 
+A manifests directory that does not exist or cannot be read is "unavailable", not "empty": the
+pods read from it keep running, and the daemon says so the same way (a ``ManifestsUnavailable``
+Node Warning event, a ``[+]manifests warning: ...`` line) until it is back.
+``manifests.missingIsEmpty: true`` makes it count as empty, as kubelet does. When the manifests
+path leads through a symlink (git-sync's), a Normal ``ManifestsResolved`` Node event names the
+directory it leads to, at start and after every swap: what this node runs.
+
 Restart recovery is not built yet: stopping the daemon stops its pods, so that nothing is left
 running unsupervised. Containers already run in their own sessions, and each instance is
 recorded in the state dir, so that a later daemon can adopt them instead.
@@ -126,6 +133,8 @@ def _container_event_sink(events: EventRecorder) -> ContainerEventSink:
 
 CGROUPS_UNAVAILABLE = "CgroupsUnavailable"  # node event reason: limits are not enforced
 UNTRUSTED_MANIFESTS = "UntrustedManifests"  # node event reason: the manifests dir is refused
+MANIFESTS_UNAVAILABLE = "ManifestsUnavailable"  # node event reason: the dir cannot be read
+MANIFESTS_RESOLVED = "ManifestsResolved"  # node event reason: a symlinked dir leads elsewhere
 
 
 @dataclass(frozen=True, slots=True)
@@ -377,26 +386,56 @@ async def run(cfg: DaemonConfig) -> None:
             resync_period=cfg.file_check_frequency,
             settle_delay=cfg.file_settle_delay,
             trust_non_root_files=cfg.trust_non_root_files,
+            missing_is_empty=cfg.missing_is_empty,
         )
+        said: dict[str, str] = {}  # Node event reason -> the message last recorded
+
+        def warn_once(reason: str, message: str) -> str:
+            """A Node Warning event for ``message`` (empty: none), once per change, like cgroups."""
+            if message and said.get(reason) != message:
+                events.record(
+                    ObjectReference(
+                        kind="Node", name=cfg.node_name, uid=cfg.node_name, namespace=None
+                    ),
+                    type="Warning",
+                    reason=reason,
+                    message=message,
+                )
+            said[reason] = message
+            return message
 
         def publish(desired: DesiredSet) -> None:
             nonlocal manifests_health
             if stop.is_set():
                 return
-            detail = trust_off
+            untrusted = unavailable = ""
             if desired.directory_error is not None:
                 problems = "; ".join(str(e) for e in desired.directory_error.errors)
-                detail = f"every manifest in {cfg.manifests} is refused: {problems}"
-                if detail != manifests_health[2]:  # said once per change, like cgroups
-                    events.record(
-                        ObjectReference(
-                            kind="Node", name=cfg.node_name, uid=cfg.node_name, namespace=None
-                        ),
-                        type="Warning",
-                        reason=UNTRUSTED_MANIFESTS,
-                        message=detail,
-                    )
-            manifests_health = ("manifests", True, detail)
+                untrusted = f"every manifest in {cfg.manifests} is refused: {problems}"
+            if desired.unavailable is not None:
+                unavailable = desired.unavailable + (
+                    "; it counts as empty (manifests.missingIsEmpty)"
+                    if cfg.missing_is_empty
+                    else "; the pods read from it keep running until it is back"
+                )
+            details = [
+                trust_off,
+                warn_once(UNTRUSTED_MANIFESTS, untrusted),
+                warn_once(MANIFESTS_UNAVAILABLE, unavailable),
+            ]
+            manifests_health = ("manifests", True, "; ".join(d for d in details if d))
+            resolved = desired.resolved
+            if resolved not in (None, said.get(MANIFESTS_RESOLVED), str(cfg.manifests.absolute())):
+                # What this node runs, for a fleet: behind git-sync's link, the commit's checkout.
+                said[MANIFESTS_RESOLVED] = resolved
+                events.record(
+                    ObjectReference(
+                        kind="Node", name=cfg.node_name, uid=cfg.node_name, namespace=None
+                    ),
+                    type="Normal",
+                    reason=MANIFESTS_RESOLVED,
+                    message=f"manifests are read from {resolved} (through {cfg.manifests})",
+                )
             reconciler.reconcile_once(desired)
             for key, entry in list(restored.items()):
                 # Left by the previous daemon and not wanted any more (file gone or changed).
