@@ -33,13 +33,20 @@ def wait_healthy(url: str, timeout: float = 30.0) -> None:
 
 @contextlib.contextmanager
 def running_daemon(
-    root: Path, *, node_name: str = "bench", stop_timeout: float = 120.0
+    root: Path,
+    *,
+    node_name: str = "bench",
+    stop_timeout: float = 120.0,
+    manifests: Path | None = None,
 ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """``python -m minikubelet run`` on root/manifests and root/state (its log in
-    root/daemon.log), healthy; yields (process, API URL); SIGTERM (then SIGKILL) at the end."""
-    manifests, state = root / "manifests", root / "state"
-    for d in (manifests, state):
-        d.mkdir(exist_ok=True)
+    """``python -m minikubelet run`` on root/manifests (or ``manifests``, made by the caller)
+    and root/state (its log in root/daemon.log), healthy; yields (process, API URL); SIGTERM
+    (then SIGKILL) at the end."""
+    state = root / "state"
+    state.mkdir(exist_ok=True)
+    if manifests is None:
+        manifests = root / "manifests"
+        manifests.mkdir(exist_ok=True)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with open(root / "daemon.log", "wb") as log:
