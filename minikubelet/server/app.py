@@ -9,15 +9,26 @@ unknown path.
 
 Logs stream: the response is prepared only after the first chunk (or the end of the stream) is
 in hand, so that a ``LookupError`` raised by the log source, synchronously or on first read,
-still becomes a 404 Status instead of a broken 200.
+still becomes a 404 Status instead of a broken 200. One client (peer address) may hold at most
+``max_follows_per_client`` ``follow=true`` streams at once; one more is a 429 Status.
+
+Limits, so that no client can take the daemon's file descriptors (which it needs to run pods
+and to write its state): ``serve`` accepts connections itself rather than through asyncio's
+server. It holds at most ``max_connections`` at once (more wait in the kernel's listen backlog,
+costing the daemon nothing), closes a connection idle for ``idle_timeout`` (one that never sent a
+request included), and when accept() fails for want of descriptors or memory (EMFILE, ENFILE,
+ENOBUFS, ENOMEM) it backs off and says so in one log line per minute, not a traceback per try.
 """
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import json
 import logging
+import socket
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from typing import Protocol
 
 from aiohttp import web
@@ -57,8 +68,13 @@ _REASONS = {
     400: "BadRequest",
     404: "NotFound",
     405: "MethodNotAllowed",
+    429: "TooManyRequests",
     500: "InternalError",
 }
+
+MAX_CONNECTIONS = 1000  # connections served at once (api.maxConnections)
+IDLE_TIMEOUT = 60.0  # seconds a connection may wait for its next request (api.idleTimeout)
+MAX_FOLLOWS_PER_CLIENT = 100  # follow=true log streams per peer address (api.maxFollowsPerClient)
 
 
 def status_response(code: int, message: str) -> web.Response:
@@ -72,7 +88,13 @@ def status_response(code: int, message: str) -> web.Response:
         "reason": _REASONS.get(code, "Unknown"),
         "code": code,
     }
-    return web.Response(status=code, text=json.dumps(body) + "\n", content_type="application/json")
+    headers = {"Retry-After": "1"} if code == 429 else None
+    return web.Response(
+        status=code,
+        text=json.dumps(body) + "\n",
+        content_type="application/json",
+        headers=headers,
+    )
 
 
 def _json(payload: object) -> web.Response:
@@ -188,8 +210,10 @@ def make_app(
     events: EventRecorder,
     logs: LogSource,
     health: Callable[[], list[HealthCheck]] | None = None,
+    max_follows_per_client: int = MAX_FOLLOWS_PER_CLIENT,
 ) -> web.Application:
     """The aiohttp application. Handlers only read ``store``, ``events`` and ``logs``."""
+    follows: Counter[str] = Counter()  # peer address -> follow=true streams open
 
     async def healthz(request: web.Request) -> web.Response:
         checks = health() if health is not None else []
@@ -254,6 +278,43 @@ def make_app(
         if container not in names:
             return status_response(404, f'container "{container}" not found in pod "{pod}"')
 
+        if not follow:
+            return await _stream_logs(
+                request, namespace, pod, container, previous=previous, tail_lines=tail_lines
+            )
+        peer = request.remote or "unknown"
+        if follows[peer] >= max_follows_per_client:
+            return status_response(
+                429,
+                f"too many log streams from {peer}: at most {max_follows_per_client} "
+                "follow=true streams per client",
+            )
+        follows[peer] += 1
+        try:
+            return await _stream_logs(
+                request,
+                namespace,
+                pod,
+                container,
+                previous=previous,
+                tail_lines=tail_lines,
+                follow=True,
+            )
+        finally:
+            follows[peer] -= 1
+            if not follows[peer]:
+                del follows[peer]
+
+    async def _stream_logs(
+        request: web.Request,
+        namespace: str,
+        pod: str,
+        container: str,
+        *,
+        previous: bool,
+        tail_lines: int | None,
+        follow: bool = False,
+    ) -> web.StreamResponse:
         try:
             stream = logs(
                 namespace, pod, container, previous=previous, tail_lines=tail_lines, follow=follow
@@ -303,45 +364,156 @@ def _lookup_message(exc: LookupError, pod: str, container: str) -> str:
 
 # --- serving --------------------------------------------------------------------------------
 
+ACCEPT_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+"""accept() failures that mean "out of descriptors or memory": back off and try again."""
 
-@dataclass(frozen=True, slots=True)
+ACCEPT_BACKOFF_MAX = 1.0  # seconds between accept() attempts while they fail that way
+FULL_POLL = 0.05  # seconds between checks for a free slot while at max_connections
+QUIET_PERIOD = 60.0  # seconds: at most one log line per kind of trouble
+
+
+class _QuietLog:
+    """One warning per period for a recurring condition, with how often it recurred."""
+
+    def __init__(self, period: float) -> None:
+        self._period = period
+        self._last: dict[str, float] = {}  # condition -> loop time it was last logged
+        self._since: Counter[str] = Counter()  # condition -> occurrences not logged
+
+    def say(self, condition: str, message: str) -> None:
+        now = asyncio.get_running_loop().time()
+        last = self._last.get(condition)
+        if last is not None and now - last < self._period:
+            self._since[condition] += 1
+            return
+        repeated = self._since.pop(condition, 0)
+        suffix = f" ({repeated} more times since the last report)" if repeated else ""
+        log.warning("%s%s", message, suffix)
+        self._last[condition] = now
+
+
 class Server:
     """A listening API server. ``port`` is the bound port (useful when asked for port 0)."""
 
-    runner: web.AppRunner
-    host: str
-    port: int
+    def __init__(
+        self,
+        *,
+        runner: web.AppRunner,
+        listener: socket.socket,
+        host: str,
+        max_connections: int,
+    ) -> None:
+        self.runner = runner
+        self.host = host
+        self.port = int(listener.getsockname()[1])
+        self.max_connections = max_connections
+        self._listener = listener
+        self._quiet = _QuietLog(QUIET_PERIOD)
+        self._accepting = asyncio.get_running_loop().create_task(
+            self._accept_loop(), name=f"API accept {host}:{self.port}"
+        )
 
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
+    @property
+    def connections(self) -> int:
+        """Connections open now."""
+        server = self.runner.server
+        return len(server.connections) if server is not None else 0
+
+    async def wait(self) -> None:
+        """Return (or raise) only when the accept loop has ended: a failure of the API itself."""
+        await asyncio.wait([self._accepting])
+        if not self._accepting.cancelled():
+            self._accepting.result()
+
     async def cleanup(self) -> None:
         """Stop listening, give open requests (log streams) a moment, then close them."""
+        self._accepting.cancel()
+        await asyncio.wait([self._accepting])
+        self._listener.close()
         await self.runner.cleanup()
+
+    async def _accept_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        protocol_factory = self.runner.server
+        assert protocol_factory is not None
+        delay = 0.0  # the current back-off after a failed accept()
+        while True:
+            while self.connections >= self.max_connections:
+                self._quiet.say(
+                    "full",
+                    f"API: {self.max_connections} connections open (api.maxConnections); "
+                    "new ones wait until one closes",
+                )
+                await asyncio.sleep(FULL_POLL)
+            try:
+                conn, _ = await loop.sock_accept(self._listener)
+            except OSError as exc:
+                if exc.errno in ACCEPT_ERRNOS:
+                    delay = min(max(2 * delay, 0.05), ACCEPT_BACKOFF_MAX)
+                    self._quiet.say(
+                        "accept",
+                        f"API: cannot accept connections: {exc}; retrying every "
+                        f"{ACCEPT_BACKOFF_MAX:g}s at most ({self.connections} open)",
+                    )
+                    await asyncio.sleep(delay)
+                    continue
+                if exc.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EPERM):
+                    continue  # the client gave up, or a firewall said no: nothing to serve
+                raise
+            delay = 0.0
+            try:
+                await loop.connect_accepted_socket(protocol_factory, conn)
+            except OSError as exc:
+                conn.close()
+                self._quiet.say("setup", f"API: setting up a connection failed: {exc}")
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.create_server((host, port), family=family, backlog=128)
+    listener.setblocking(False)
+    return listener
 
 
 async def serve(
-    app: web.Application, host: str, port: int, *, shutdown_timeout: float = 2.0
+    app: web.Application,
+    host: str,
+    port: int,
+    *,
+    shutdown_timeout: float = 2.0,
+    max_connections: int = MAX_CONNECTIONS,
+    idle_timeout: float = IDLE_TIMEOUT,
 ) -> Server:
     """Start listening on ``host:port`` (port 0 picks a free port) and return the handle."""
     # handler_cancellation: a client that hangs up (``logs -f`` interrupted) cancels its handler,
     # which closes the log stream at once instead of when the container next writes.
+    # keepalive_timeout: aiohttp closes a connection that waits this long for a request,
+    # the first one included; a response being streamed is not waiting.
     runner = web.AppRunner(
         app,
         handle_signals=False,
         access_log=None,
         shutdown_timeout=shutdown_timeout,
         handler_cancellation=True,
+        keepalive_timeout=idle_timeout,
     )
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port)
-        await site.start()
+        listener = _listen(host, port)
     except BaseException:
         await runner.cleanup()
         raise
-    bound = runner.addresses[0]
-    log.info("API listening on %s:%s", host, bound[1])
-    return Server(runner=runner, host=host, port=int(bound[1]))
+    server = Server(runner=runner, listener=listener, host=host, max_connections=max_connections)
+    log.info(
+        "API listening on %s:%s (at most %d connections, idle ones closed after %gs)",
+        host,
+        server.port,
+        max_connections,
+        idle_timeout,
+    )
+    return server

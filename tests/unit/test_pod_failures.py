@@ -63,8 +63,9 @@ async def test_an_unexpected_error_starting_a_container_is_create_container_erro
     pod: Start, caplog: pytest.LogCaptureFixture
 ) -> None:
     h = await pod(POD, faults={"start_container:app": TypeError("argument of type 'int'")})
-    await h.until(lambda: h.container("app").state.waiting.reason == "CreateContainerError")
+    await h.until(lambda: h.container("app").state.waiting.reason == "CreateContainerError")  # type: ignore[union-attr]
     waiting = h.container("app").state.waiting
+    assert waiting is not None
     assert "TypeError: argument of type 'int'" in (waiting.message or "")
     failed = warnings(h, "Failed")
     assert failed and "internal error: TypeError" in failed[0].message
@@ -128,6 +129,7 @@ async def test_a_wait_that_raises_stops_the_container_and_it_is_restarted_under_
     assert bug_logged(caplog, "event stream lost")
     await h.until(lambda: h.container("app").last_state.terminated is not None)
     terminated = h.container("app").last_state.terminated
+    assert terminated is not None
     assert "waiting for it failed" in (terminated.message or "")
     # ...and restarted (restartPolicy Always); once waits work, the new instance stays up.
     del h.runtime.faults["wait_container:app"]
