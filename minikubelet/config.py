@@ -65,6 +65,11 @@ class DaemonConfig:
     status_flush_interval: float = 0.5
     event_limit: int = 5000
 
+    # HTTP API limits
+    api_max_connections: int = 1000  # open at once (also capped at a quarter of RLIMIT_NOFILE)
+    api_idle_timeout: float = 60.0  # a connection waiting this long for a request is closed
+    api_max_follows_per_client: int = 100  # follow=true log streams per peer address
+
     extra: dict[str, Any] = field(default_factory=dict)  # keys for later subsystems
 
 
@@ -140,6 +145,9 @@ _KEYS: dict[str, tuple[str, str]] = {
     "evictionHard.memory.available": ("eviction_hard_memory", "decimal"),
     "statusFlushInterval": ("status_flush_interval", "duration"),
     "eventLimit": ("event_limit", "int"),
+    "api.maxConnections": ("api_max_connections", "int"),
+    "api.idleTimeout": ("api_idle_timeout", "duration"),
+    "api.maxFollowsPerClient": ("api_max_follows_per_client", "int"),
 }
 
 

@@ -4,8 +4,17 @@ Start-up order: state dir, status store and event log (reloaded from the last ru
 the reconciler, the HTTP API, and last the manifest source, whose first snapshot starts the pods.
 Shutdown (SIGTERM or SIGINT) runs the other way: stop watching manifests, stop every pod
 gracefully and in parallel (each within its terminationGracePeriodSeconds), close the API, flush
-status and events. A worker that fails is a bug: it stops the daemon with an error rather than
-leave a pod silently unsupervised.
+status and events.
+
+What may stop the daemon, and what may not (docs/robustness.md): a pod's failures, expected or
+not, stay with that pod (the reconciler and the pod worker contain them). Trouble writing the
+state files is reported (a log line, a node Warning event, ``/healthz`` failing with the
+reason) and retried; it never stops the daemon. Only the daemon's own machinery ending (the
+manifest source, the API's accept loop, the flushers or the pods' supervision failing on a
+bug) stops it, and then through the same ordered shutdown, every pod stopped first, before it
+exits with the error. At start the soft limit on open files is raised toward the hard one, and
+the API keeps its connections to a quarter of it, so that clients cannot take the descriptors
+the daemon needs for its pods and its state.
 
 Limits: at start the daemon asks ``cgroups.detect()`` once whether cgroup v2 can enforce them
 here. If so it sets up its subtree and hands the driver to the process runtime; if not, pods
@@ -42,9 +51,10 @@ import contextlib
 import ipaddress
 import logging
 import os
+import resource
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -76,6 +86,28 @@ from minikubelet.status.store import StatusStore
 log = logging.getLogger(__name__)
 
 SHUTDOWN_SLACK = 10.0  # seconds beyond the longest grace period before pods are cancelled
+NOFILE_TARGET = 65536  # the soft open-files limit asked for (containers inherit it, so no more)
+API_FD_SHARE = 4  # the API may hold at most 1/API_FD_SHARE of the open-files limit
+
+
+def raise_open_files_limit(target: int = NOFILE_TARGET) -> int:
+    """Raise the soft RLIMIT_NOFILE toward the hard limit (at most ``target``), as systemd
+    and Go do for themselves; return the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = target if hard == resource.RLIM_INFINITY else min(hard, target)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (ValueError, OSError) as exc:
+            log.warning("cannot raise the open-files limit from %d to %d: %s", soft, wanted, exc)
+            return soft
+        return wanted
+    return soft if soft != resource.RLIM_INFINITY else target
+
+
+def api_connection_limit(configured: int, nofile: int) -> int:
+    """api.maxConnections, kept to a share of the open-files limit (at least 8)."""
+    return max(8, min(configured, nofile // API_FD_SHARE))
 
 
 def node_allocatable(cfg: DaemonConfig) -> dict[str, Decimal]:
@@ -269,7 +301,7 @@ async def run(cfg: DaemonConfig) -> None:
         cfg.state_dir,
         cfg.runtime,
     )
-    store = StatusStore(cfg.state_dir / "status.json", flush_interval=cfg.status_flush_interval)
+    nofile = raise_open_files_limit()
     events = EventRecorder(
         node_name=cfg.node_name,
         state_file=cfg.state_dir / "events.json",
@@ -277,6 +309,11 @@ async def run(cfg: DaemonConfig) -> None:
         flush_interval=cfg.status_flush_interval,
     )
     events.load()
+    store = StatusStore(
+        cfg.state_dir / "status.json",
+        flush_interval=cfg.status_flush_interval,
+        report=events.node_event,
+    )
     # What the previous daemon left: shown until the manifests are read, then each pod that is
     # still wanted (same UID) carries on from it and the rest are dropped.
     restored = {
@@ -369,15 +406,34 @@ async def run(cfg: DaemonConfig) -> None:
                 worker.restore(previous.view.status)
             return worker
 
-        reconciler = Reconciler(make_worker=make_worker, events=events, node_name=cfg.node_name)
+        reconciler = Reconciler(
+            make_worker=make_worker,
+            events=events,
+            node_name=cfg.node_name,
+            restart_backoff_initial=cfg.backoff_initial,
+            restart_backoff_max=cfg.backoff_max,
+        )
 
         app = make_app(
             store=store,
             events=events,
             logs=reconciler.logs,
-            health=lambda: [("ping", True, ""), cgroups_health, manifests_health],
+            health=lambda: [
+                ("ping", True, ""),
+                cgroups_health,
+                manifests_health,
+                store.file.health(),
+                events.file.health(),
+            ],
+            max_follows_per_client=cfg.api_max_follows_per_client,
         )
-        site = await serve(app, cfg.listen_host, cfg.listen_port)
+        site = await serve(
+            app,
+            cfg.listen_host,
+            cfg.listen_port,
+            max_connections=api_connection_limit(cfg.api_max_connections, nofile),
+            idle_timeout=cfg.api_idle_timeout,
+        )
         stack.push_async_callback(site.cleanup)
 
         source = ManifestSource(
@@ -443,26 +499,49 @@ async def run(cfg: DaemonConfig) -> None:
                     store.remove(key, uid=entry.uid)
                     del restored[key]
 
-        async with asyncio.TaskGroup() as tg:
-            flushers = [
-                tg.create_task(store.run_flusher(), name="status flusher"),
-                tg.create_task(events.run_flusher(), name="events flusher"),
-            ]
-            watcher = tg.create_task(source.run(publish), name="manifest source")
-            failed = tg.create_task(reconciler.failed.wait(), name="worker failure watch")
-            stopped = tg.create_task(stop.wait(), name="signal watch")
-            log.info("minikubelet ready: API on http://%s:%d", cfg.listen_host, site.port)
-            await asyncio.wait([watcher, failed, stopped], return_when=asyncio.FIRST_COMPLETED)
+        async def supervision() -> None:
+            await reconciler.failed.wait()
+            assert reconciler.failure is not None
+            raise reconciler.failure
 
-            # Ordered shutdown: no new pods, stop the pods, then the rest.
+        fatal: list[BaseException] = []  # what ended the daemon's machinery, if anything
+
+        async def machinery(name: str, work: Awaitable[None]) -> None:
+            """Run one part of the daemon; its end, or its failure, stops the daemon in order.
+            Caught here, not left to the TaskGroup: a failing child would cancel the group's
+            body and skip the ordered shutdown below, leaving the pods' containers running."""
+            try:
+                await work
+            except Exception as exc:
+                log.critical("%s failed: stopping every pod, then the daemon", name, exc_info=exc)
+                fatal.append(exc)
+            else:
+                log.warning("%s ended: stopping every pod, then the daemon", name)
+            stop.set()
+
+        async with asyncio.TaskGroup() as tg:
+            parts = {
+                "status flusher": store.run_flusher(),
+                "events flusher": events.run_flusher(),
+                "manifest source": source.run(publish),
+                "API server": site.wait(),
+                "pod supervision": supervision(),
+            }
+            tasks = {
+                name: tg.create_task(machinery(name, w), name=name) for name, w in parts.items()
+            }
+            log.info("minikubelet ready: API on http://%s:%d", cfg.listen_host, site.port)
+            await stop.wait()
+
+            # Ordered shutdown: no new pods, stop the pods (the flushers still writing their
+            # status), then the rest; cancelling the flushers writes their last state.
             pods = reconciler.running_pods()
             log.info("minikubelet stopping: stopping %d pods", len(pods))
-            watcher.cancel()
-            stop.set()
+            tasks["manifest source"].cancel()
             grace = max((p.pod.spec.termination_grace_period_seconds for p in pods), default=0)
             await reconciler.stop_all(timeout=grace + SHUTDOWN_SLACK)
-            for task in [*flushers, failed, stopped]:
+            for task in tasks.values():
                 task.cancel()
-    if reconciler.failure is not None:
-        raise reconciler.failure
+    if fatal:
+        raise fatal[0]
     log.info("minikubelet stopped (pid %d)", os.getpid())
