@@ -628,12 +628,14 @@ class PodWorker:
         rec.waiting_reason = rec.waiting_message = None
         rec.backoff_reported = False
         rec.killing = False
-        self.event("Normal", "Created", f"Created container: {rec.name}", field_path=rec.field_path)
+        # Watched before anything else can go wrong: an instance nobody waits for is one whose
+        # exit would go unnoticed.
         assert self._tg is not None
         self._tg.create_task(
             self._watch(rec.name, started.container_id),
             name=f"wait {self.static.key}/{rec.name}#{rec.restart_count}",
         )
+        self.event("Normal", "Created", f"Created container: {rec.name}", field_path=rec.field_path)
         if self._probes is not None:
             self._probes.container_started(
                 rec.name, container_id=started.container_id, started_at=started.started_at

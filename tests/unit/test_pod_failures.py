@@ -8,11 +8,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 
 import pytest
 
 from minikubelet.api.model import Event
-from tests.unit.test_pod_worker import Harness
+from minikubelet.pods.worker import PodWorker
+from minikubelet.status.events import EventRecorder
+from tests.unit.test_pod_worker import SETTINGS, Harness
 
 Start = Callable[..., Awaitable[Harness]]
 
@@ -199,3 +202,36 @@ async def test_a_pod_whose_sandbox_stop_raises_still_ends_its_worker(
     await asyncio.wait_for(task, 5)
     assert bug_logged(caplog, "closed file")
     assert h.runtime.running("app") is None
+
+
+async def test_a_sync_pass_that_fails_is_failed_sync_and_the_containers_stay_watched(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The event log's clock fails once, right after the container started: a stand-in for a
+    # bug anywhere in a sync pass after the runtime did its part.
+    failures = [ValueError("clock went backwards")]
+
+    def clock() -> datetime:
+        if failures:
+            raise failures.pop()
+        return datetime.now(UTC)
+
+    h = Harness(POD)
+    h.events = EventRecorder(node_name="node1", clock=clock)
+    h.worker = PodWorker(
+        h.static, runtime=h.runtime, store=h.store, events=h.events, settings=SETTINGS
+    )
+    task = asyncio.create_task(h.worker.run(), name="pod under test")
+    try:
+        await h.until(lambda: warnings(h, "FailedSync"))
+        assert (
+            "internal error: ValueError: clock went backwards"
+            in warnings(h, "FailedSync")[0].message
+        )
+        assert bug_logged(caplog, "clock went backwards")
+        # The container started in that pass is watched: its exit is seen, and it restarts.
+        h.runtime.exit("app", 1)
+        await h.until(lambda: h.runtime.starts("app") == 2 and h.runtime.running("app"))
+    finally:
+        h.worker.request_stop()
+        await asyncio.wait_for(task, 5)
