@@ -195,7 +195,6 @@ def changes(path: Path, timeout: float = 10.0) -> bool:
     return False
 
 
-@pytest.mark.root  # prlimit raises the hard limit of another process only as root
 def test_idle_connections_cannot_take_the_descriptors_the_daemon_needs(
     daemon_factory: DaemonFactory,
 ) -> None:
