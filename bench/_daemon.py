@@ -11,6 +11,9 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 
 def free_port() -> int:
@@ -38,10 +41,11 @@ def running_daemon(
     node_name: str = "bench",
     stop_timeout: float = 120.0,
     manifests: Path | None = None,
+    config: dict[str, Any] | None = None,
 ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     """``python -m minikubelet run`` on root/manifests (or ``manifests``, made by the caller)
-    and root/state (its log in root/daemon.log), healthy; yields (process, API URL); SIGTERM
-    (then SIGKILL) at the end."""
+    and root/state (its log in root/daemon.log; ``config`` written to root/config.yaml),
+    healthy; yields (process, API URL); SIGTERM (then SIGKILL) at the end."""
     state = root / "state"
     state.mkdir(exist_ok=True)
     if manifests is None:
@@ -49,6 +53,10 @@ def running_daemon(
         manifests.mkdir(exist_ok=True)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
+    extra: list[str] = []
+    if config is not None:
+        (root / "config.yaml").write_text(yaml.safe_dump(config))
+        extra = ["--config", str(root / "config.yaml")]
     with open(root / "daemon.log", "wb") as log:
         daemon = subprocess.Popen(
             [
@@ -64,6 +72,7 @@ def running_daemon(
                 node_name,
                 "--listen",
                 f"127.0.0.1:{port}",
+                *extra,
             ],
             stdout=subprocess.DEVNULL,
             stderr=log,
