@@ -11,7 +11,9 @@ The filesystem faults mount a small tmpfs as the state directory (root).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -24,7 +26,7 @@ import psutil
 import pytest
 
 from tests.e2e.conftest import DaemonFactory
-from tests.e2e.harness import Daemon
+from tests.e2e.harness import Daemon, wait_for
 from tests.e2e.pods import container, pod_yaml, status_of
 from tests.filesystems import fill, free, remount, small_tmpfs
 
@@ -251,6 +253,59 @@ def test_a_connection_flood_is_held_to_the_limit_and_idle_connections_are_closed
         assert closed == len(flood)
     assert healthz(d)[0] == 200
     no_tracebacks(d)
+
+
+# --- the daemon's own machinery ----------------------------------------------------------------
+
+SYS_PIDFD_GETFD = 438  # Linux >= 5.6
+
+
+def shut_down_listener(d: Daemon) -> None:
+    """Break the daemon's API from outside: take a copy of its listening socket (pidfd_getfd)
+    and shut it down, so that its accept() fails with EINVAL. Not a client's doing: a fault of
+    the daemon's own machinery."""
+    assert d.process is not None and d.port is not None
+    proc = psutil.Process(d.process.pid)
+    connections = getattr(proc, "net_connections", None) or proc.connections  # psutil < 6
+    listening = [
+        c
+        for c in connections(kind="tcp")
+        if c.status == psutil.CONN_LISTEN and c.laddr.port == d.port
+    ]
+    assert len(listening) == 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    pidfd = os.pidfd_open(d.process.pid)
+    try:
+        fd = libc.syscall(SYS_PIDFD_GETFD, pidfd, listening[0].fd, 0)
+        if fd < 0:
+            pytest.skip(f"pidfd_getfd: {os.strerror(ctypes.get_errno())}")
+    finally:
+        os.close(pidfd)
+    with socket.socket(fileno=fd) as copy:
+        copy.shutdown(socket.SHUT_RDWR)
+
+
+def test_a_failure_of_the_daemons_machinery_stops_every_pod_before_it_exits(
+    daemon_factory: DaemonFactory,
+) -> None:
+    d = daemon_factory()
+    add_pods(d)
+    assert d.process is not None
+    shut_down_listener(d)
+    wait_for(lambda: d.process is not None and d.process.poll() is not None, timeout=30)
+    log = d.log_text()
+    assert "API server failed: stopping every pod, then the daemon" in log
+    assert "stopping 2 pods" in log and "pod stopped" in log
+    assert d.process.returncode == 1
+    # Stopped in order: nothing it started is left running, and the last status was saved.
+    time.sleep(1)
+    assert not d.leftover_processes()
+    saved = json.loads((d.state_dir / "status.json").read_bytes())["pods"]
+    assert sorted(p["view"]["metadata"]["name"] for p in saved) == [
+        d.full_name("crasher"),
+        d.full_name("steady"),
+    ]
+    d.stop(check=False)
 
 
 # --- state files of the wrong shape ------------------------------------------------------------
