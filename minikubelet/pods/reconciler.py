@@ -127,6 +127,15 @@ class Reconciler:
         """Make and run the pod's worker; replace it after a backoff while it fails and the
         pod is still wanted. Ends when the pod has stopped."""
         key = f"{running.static.uid}/worker"
+        try:
+            await self._run_worker(running, predecessor, key)
+        finally:
+            if self._backoff is not None:
+                self._backoff.forget(key)
+
+    async def _run_worker(
+        self, running: _Running, predecessor: asyncio.Task[None] | None, key: str
+    ) -> None:
         while True:
             worker = running.worker = None
             try:
