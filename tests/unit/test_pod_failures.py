@@ -12,10 +12,13 @@ from datetime import UTC, datetime
 
 import pytest
 
-from minikubelet.api.model import Event
+from minikubelet.api.model import Event, Probe
 from minikubelet.pods.worker import PodWorker
+from minikubelet.probes.results import ProbeKind, ResultsCache
+from minikubelet.probes.worker import BUG_RETRY, ProbeWorker
 from minikubelet.status.events import EventRecorder
 from tests.unit.test_pod_worker import SETTINGS, Harness
+from tests.unit.test_probe_worker import OK, ScriptedHandler
 
 Start = Callable[..., Awaitable[Harness]]
 
@@ -235,3 +238,33 @@ async def test_a_sync_pass_that_fails_is_failed_sync_and_the_containers_stay_wat
     finally:
         h.worker.request_stop()
         await asyncio.wait_for(task, 5)
+
+
+async def test_a_probe_worker_whose_own_tick_fails_logs_it_and_carries_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A period too large for a float (validation bounds it in the daemon; the worker must not
+    # depend on that): every tick fails in the worker itself, not in the probe.
+    probe = Probe.model_validate({"exec": {"command": ["true"]}, "periodSeconds": 10**400})
+    sleeps: list[float] = []
+
+    async def sleeper(delay: float, wakeup: asyncio.Event) -> None:
+        sleeps.append(delay)
+        if len(sleeps) == 3:
+            worker.stop()
+
+    worker = ProbeWorker(
+        kind=ProbeKind.LIVENESS,
+        probe=probe,
+        handler=ScriptedHandler([OK]),
+        results=ResultsCache(),
+        container_name="app",
+        on_event=lambda *event: None,
+        is_started=lambda: True,
+        pod="default/web-node1",
+        sleeper=sleeper,
+    )
+    worker.container_started("c1", started_at=asyncio.get_running_loop().time())
+    await asyncio.wait_for(worker.run(), 5)  # neither raised nor spun
+    assert len(sleeps) == 3 and all(BUG_RETRY - 0.1 < s <= BUG_RETRY for s in sleeps)
+    assert bug_logged(caplog, "too large to convert to float")
