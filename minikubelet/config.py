@@ -146,7 +146,7 @@ _KEYS: dict[str, tuple[str, str]] = {
     "statusFlushInterval": ("status_flush_interval", "duration"),
     "eventLimit": ("event_limit", "int"),
     "api.maxConnections": ("api_max_connections", "int"),
-    "api.idleTimeout": ("api_idle_timeout", "duration"),
+    "api.idleTimeout": ("api_idle_timeout", "positive duration"),
     "api.maxFollowsPerClient": ("api_max_follows_per_client", "int"),
 }
 
@@ -189,6 +189,10 @@ def load_config_file(path: Path, base: DaemonConfig) -> DaemonConfig:
             changes[name] = str(value)
         elif kind == "duration":
             changes[name] = parse_duration(value, where=where)
+        elif kind == "positive duration":
+            changes[name] = parse_duration(value, where=where)
+            if changes[name] <= 0:
+                raise ConfigError(f"{where}: Invalid value: {value!r}: must be greater than 0")
         elif kind == "bool":
             if not isinstance(value, bool):
                 raise ConfigError(f"{where}: Invalid value: {value!r}: must be true or false")
