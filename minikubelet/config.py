@@ -8,6 +8,8 @@ so that an operator who knows kubelet knows these. Durations are Go-style (``20s
 
 from __future__ import annotations
 
+import difflib
+import math
 import os
 import re
 import socket
@@ -70,7 +72,7 @@ class DaemonConfig:
     api_idle_timeout: float = 60.0  # a connection waiting this long for a request is closed
     api_max_follows_per_client: int = 100  # follow=true log streams per peer address
 
-    extra: dict[str, Any] = field(default_factory=dict)  # keys for later subsystems
+    extra: dict[str, Any] = field(default_factory=dict)  # the EXTRA_KEYS settings, as written
 
 
 def default_paths() -> tuple[Path, Path]:
@@ -114,6 +116,8 @@ def parse_duration(value: object, *, where: str) -> float:
             raise bad
     else:
         raise bad
+    if not math.isfinite(seconds):
+        raise bad
     if seconds < 0:
         raise ConfigError(f"{where}: Invalid value: {value!r}: must not be negative")
     return seconds
@@ -151,6 +155,12 @@ _KEYS: dict[str, tuple[str, str]] = {
 }
 
 
+# Keys that other parts of the daemon read (daemon.cgroup_settings), passed on in ``extra``.
+EXTRA_KEYS: frozenset[str] = frozenset(
+    {"cgroups.enabled", "cgroups.name", "cgroups.parent", "cgroups.pidsLimit"}
+)
+
+
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in data.items():
@@ -176,12 +186,15 @@ def load_config_file(path: Path, base: DaemonConfig) -> DaemonConfig:
     extra: dict[str, Any] = {}
     for key, value in _flatten(data).items():
         where = f"{path}: {key}"
-        if key.split(".")[0] in {"probes", "cgroups", "podman", "containerd", "node"}:
+        if key in EXTRA_KEYS:
             extra[key] = value
             continue
         if key not in _KEYS:
-            known = ", ".join(sorted(_KEYS))
-            raise ConfigError(f"{where}: unknown setting (known: {known})")
+            known = sorted({*_KEYS, *EXTRA_KEYS})
+            folded = {k.lower(): k for k in known}
+            close = difflib.get_close_matches(key.lower(), list(folded), n=1, cutoff=0.75)
+            hint = f', did you mean "{folded[close[0]]}"?' if close else ""
+            raise ConfigError(f"{where}: unknown setting{hint} (known: {', '.join(known)})")
         name, kind = _KEYS[key]
         if kind == "path":
             changes[name] = Path(str(value))

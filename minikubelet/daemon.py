@@ -65,7 +65,7 @@ from minikubelet.api.identity import DesiredSet, StaticPod
 from minikubelet.api.model import EventType, ObjectReference, PodKey
 from minikubelet.cgroups import CgroupDriver, CgroupError, detect
 from minikubelet.cgroups.driver import DEFAULT_NAME
-from minikubelet.config import DaemonConfig
+from minikubelet.config import EXTRA_KEYS, DaemonConfig
 from minikubelet.pods.admission import Admission
 from minikubelet.pods.reconciler import Reconciler
 from minikubelet.pods.worker import PodWorker, WorkerSettings
@@ -179,10 +179,10 @@ class CgroupSettings:
 
 def cgroup_settings(extra: Mapping[str, Any]) -> CgroupSettings:
     """The ``cgroups.*`` keys of the config file; SystemExit naming the key when one is wrong."""
-    known = {"cgroups.enabled", "cgroups.name", "cgroups.parent", "cgroups.pidsLimit"}
     for key in extra:
-        if key.startswith("cgroups.") and key not in known:
-            raise SystemExit(f"config: {key}: unknown setting (known: {', '.join(sorted(known))})")
+        if key not in EXTRA_KEYS:
+            known = ", ".join(sorted(EXTRA_KEYS))
+            raise SystemExit(f"config: {key}: unknown setting (known: {known})")
     raw_enabled = extra.get("cgroups.enabled", "auto")
     if raw_enabled == "auto":
         enabled: bool | None = None
