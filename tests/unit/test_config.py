@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -36,10 +37,10 @@ def test_an_unknown_key_is_an_error_naming_the_file_and_the_key(tmp_path, text, 
 
 def test_an_unknown_key_close_to_a_real_one_suggests_it(tmp_path):
     with pytest.raises(
-        ConfigError, match='podman.sockt: unknown setting, did you mean "podmanSocket"'
+        ConfigError, match=re.escape('podman.sockt: unknown setting, did you mean "podmanSocket"')
     ):
         _load(tmp_path, "podman: {sockt: /x}\n")
-    with pytest.raises(ConfigError, match='did you mean "cgroups.pidsLimit"'):
+    with pytest.raises(ConfigError, match=re.escape('did you mean "cgroups.pidsLimit"')):
         _load(tmp_path, "cgroups: {pidLimit: 10}\n")
 
 
