@@ -97,6 +97,7 @@ from typing import Final
 
 from asyncinotify import Event, Inotify, Mask
 
+from minikubelet.api.document import MAX_MANIFEST_BYTES
 from minikubelet.api.errors import ErrorType, FieldError, ManifestError
 from minikubelet.api.identity import (
     CONFIG_FILE,
@@ -120,7 +121,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MAX_BYTES: Final = 10 * 1024 * 1024  # kubelet's limit per manifest file
+DEFAULT_MAX_BYTES: Final = MAX_MANIFEST_BYTES  # 1 MiB, the API server's (kubelet reads 10 MiB)
 
 # Editor and package-manager leftovers (``web.yaml~``, ``.web.yaml.swp``, ``web.yaml.bak``,
 # ``.orig``, ``.dpkg-new``, ``.rpmsave``, a writer's ``web.yaml.tmp``) never end in one of these,
