@@ -147,6 +147,15 @@ def manifest_files(
     return seeds.map(lambda seed: _file(random.Random(seed), safe=safe, root=root))
 
 
+def manifest_batch(
+    seed: int, size: int, *, safe: bool = False, root: str = "/tmp/minikubelet-fuzz"
+) -> list[bytes]:
+    """``size`` manifest files from one seed (for a test that reports the seed, not the files:
+    Hypothesis would print a batch of large files in full)."""
+    rng = random.Random(seed)
+    return [_file(rng, safe=safe, root=root) for _ in range(size)]
+
+
 def _file(rng: random.Random, *, safe: bool, root: str) -> bytes:
     return serialize(rng, generate(rng, safe=safe, root=root))
 
@@ -204,7 +213,23 @@ def generate(
         spec["containers"] = [_object(gen, model.Container, ("spec", "containers", 0))]
     if isinstance(spec, dict) and not gen.chance(gen.nasty):
         _add_mounted_volumes(spec)
+    if safe:
+        _quick_to_stop(pod)
     return pod
+
+
+def _quick_to_stop(value: object) -> None:
+    """Grace periods and sleep hooks of at most 2 s, so that a daemon running these pods
+    stops them quickly (a valid 2^63-1 s grace with a preStop sleep would never end)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key in ("terminationGracePeriodSeconds", "seconds") and isinstance(item, int):
+                value[key] = min(item, 2)
+            else:
+                _quick_to_stop(item)
+    elif isinstance(value, list):
+        for item in value:
+            _quick_to_stop(item)
 
 
 def _add_mounted_volumes(spec: dict[str, Any]) -> None:

@@ -38,10 +38,11 @@ FUZZ = settings(
 
 
 def names_its_field(error: FieldError) -> bool:
-    """A path, or a top-level unknown field (its name is in the message); or an error that has
-    no field to name: size, syntax, the count of errors not shown."""
+    """A path, or a top-level key (unknown, or holding a NUL: the key is in the message); or an
+    error that has no field to name: size, syntax, the count of errors not shown."""
     return bool(error.path) or (
         error.type in (ErrorType.TOO_LONG, ErrorType.UNKNOWN_FIELD)
+        or error.detail.startswith("a key ")
         or error.detail.startswith("error parsing YAML")
         or error.detail.endswith("more errors not shown")
     )
