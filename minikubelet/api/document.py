@@ -97,8 +97,10 @@ def load_document(data: bytes, *, source: str) -> Document:
     if not isinstance(document, dict):
         kind = "list" if isinstance(document, list) else type(document).__name__
         raise fail(_whole(f"manifest must be a YAML or JSON object (a Pod), not a {kind}"))
+    value = _jsonable(document)
     errors: list[FieldError] = []
-    value = _jsonable(document, (), errors)
+    if "\\" in text:  # only an escape (YAML's or JSON's) can write a NUL or a surrogate
+        value = _checked(value, (), errors)
     assert isinstance(value, dict)
     return Document(value=value, errors=errors)
 
@@ -195,28 +197,38 @@ class _Loader(_Base):  # type: ignore[valid-type,misc]
     def ascend_resolver(self) -> None:
         self.at.pop()
 
-    def construct_object(self, node: Node, deep: bool = False) -> Any:
+
+def _scalar(
+    construct: Callable[[SafeConstructor, ScalarNode], Any], *, bounded: bool = False
+) -> Callable[[SafeConstructor, ScalarNode], object]:
+    """``construct`` for an explicitly tagged scalar that may not parse (``!!int abc``): its
+    ValueError, KeyError, IndexError or AttributeError becomes a YAML error at the node.
+    ``bounded``: a literal longer than MAX_NUMBER_CHARS stays a string."""
+
+    def scalar(loader: SafeConstructor, node: ScalarNode) -> object:
+        if bounded and len(node.value) > MAX_NUMBER_CHARS:
+            return node.value
         try:
-            return super().construct_object(node, deep)
-        except yaml.YAMLError:
-            raise
+            return construct(loader, node)
         except (ValueError, LookupError, AttributeError, TypeError) as exc:
-            # An explicitly tagged scalar that its constructor cannot read (!!int abc).
             tag = str(node.tag).replace("tag:yaml.org,2002:", "!!")
             problem = f"cannot read {node.value!r} as {tag}: {exc}"
             raise ConstructorError(None, None, problem, node.start_mark) from None
 
-    def construct_bounded_int(self, node: ScalarNode) -> object:
-        if len(node.value) > MAX_NUMBER_CHARS:
-            return node.value
-        return SafeConstructor.construct_yaml_int(self, node)
+    return scalar
 
 
 _Loader.yaml_implicit_resolvers = {
     first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
     for first, resolvers in _Base.yaml_implicit_resolvers.items()
 }
-_Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_bounded_int)
+for _tag, _construct in (
+    ("int", SafeConstructor.construct_yaml_int),
+    ("float", SafeConstructor.construct_yaml_float),
+    ("bool", SafeConstructor.construct_yaml_bool),
+    ("timestamp", SafeConstructor.construct_yaml_timestamp),
+):
+    _Loader.add_constructor(f"tag:yaml.org,2002:{_tag}", _scalar(_construct, bounded=_tag == "int"))
 
 
 def _yaml_loc(at: list[object]) -> Loc:
@@ -239,7 +251,7 @@ def _load_yaml(text: str) -> list[object]:
         documents: list[object] = []
         while loader.check_node():
             node = loader.get_node()
-            if "&" in text:  # anchors, so maybe aliases: measure them written out
+            if "&" in text and "*" in text:  # maybe an alias: measure it written out
                 _measure(node, _node_children, _node_chars, memo=True)
             value = loader.construct_document(node)
             if value is not None:
@@ -361,22 +373,29 @@ def _measure(
 # --- YAML's data as JSON's ----------------------------------------------------------------------
 
 
-def _jsonable(value: object, loc: Loc, errors: list[FieldError]) -> object:
-    """YAML's richer data as the JSON the API decodes: string keys, no Python-only types; each
-    string checked for characters no kernel interface takes (depth is bounded by now)."""
+def _jsonable(value: object) -> object:
+    """YAML's richer data as the JSON the API decodes: string keys, no Python-only types
+    (depth is bounded by now)."""
+    if isinstance(value, dict):
+        return {_json_key(key): _jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+def _checked(value: object, loc: Loc, errors: list[FieldError]) -> object:
+    """``value`` with each string checked for characters no kernel interface takes."""
     if isinstance(value, dict):
         out: dict[str, object] = {}
         for key, item in value.items():
-            name = _string(_json_key(key), loc, errors, is_key=True)
-            out[name] = _jsonable(item, (*loc, name), errors)
+            name = _string(key, loc, errors, is_key=True)
+            out[name] = _checked(item, (*loc, name), errors)
         return out
-    if isinstance(value, list | tuple):
-        return [_jsonable(v, (*loc, i), errors) for i, v in enumerate(value)]
-    if isinstance(value, str):
-        return _string(value, loc, errors)
-    if value is None or isinstance(value, int | float | bool):
-        return value
-    return _string(str(value), loc, errors)
+    if isinstance(value, list):
+        return [_checked(v, (*loc, i), errors) for i, v in enumerate(value)]
+    return _string(value, loc, errors) if isinstance(value, str) else value
 
 
 def _json_key(key: object) -> str:
