@@ -453,3 +453,35 @@ def _is_quantity(annotation: Any) -> bool:
 
 def _is_int_or_string(annotation: Any) -> bool:
     return set(get_args(annotation)) == {int, str}
+
+
+# --- documents that cost more to read than their size says -------------------------------------
+
+
+def billion_laughs(*, levels: int = 9, fan: int = 10, name: str = "bomb") -> str:
+    """A Pod whose ``affinity`` is ``fan ** levels`` strings, in about 600 bytes of aliases."""
+    lines = [
+        f"apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}",
+        "x0: &a0 [" + ", ".join(["lol"] * fan) + "]",
+    ]
+    for i in range(1, levels):
+        lines.append(f"x{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * fan) + "]")
+    lines.append(f"spec: {{containers: [{{name: c}}], affinity: *a{levels - 1}}}")
+    return "\n".join(lines) + "\n"
+
+
+def abusive_manifests(max_bytes: int) -> dict[str, str]:
+    """Manifests that are each expensive in one way, by what they attack."""
+    head = "apiVersion: v1\nkind: Pod\nmetadata: {name: abuse}\n"
+    items = ", ".join(["1"] * ((max_bytes - 200) // 3))
+    merges = "".join(f"m{i}: &m{i} {{<<: [*m{i - 1}, *m{i - 1}], k{i}: 1}}\n" for i in range(1, 40))
+    text = "x" * (max_bytes // 2 - 200)
+    return {
+        "alias-bomb": billion_laughs(),
+        "merge-bomb": head + "m0: &m0 {a: 1}\n" + merges + "spec: {containers: [{name: c}]}\n",
+        "text-bomb": head
+        + f"t: &t {text}\nspec: {{containers: [{{name: c, args: [*t, *t, *t]}}]}}\n",
+        "wide": head + f"spec: {{containers: [{{name: c}}], affinity: [{items}]}}\n",
+        "deep": head + "spec: {affinity: " + "[" * 500 + "]" * 500 + "}\n",
+        "cycle": head + "spec: &s {containers: [{name: c}], affinity: *s}\n",
+    }

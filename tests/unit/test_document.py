@@ -14,6 +14,7 @@ from minikubelet.api.document import (
     load_document,
 )
 from minikubelet.api.errors import ErrorType, ManifestError
+from tests.manifest_strategies import abusive_manifests, billion_laughs
 
 SOURCE = "manifests/web.yaml"
 HEAD = "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\n"
@@ -27,19 +28,26 @@ def _error(data: str | bytes) -> str:
     return line
 
 
-def billion_laughs(levels: int = 9, fan: int = 10) -> str:
-    lines = [HEAD.rstrip(), "x0: &a0 [" + ", ".join(["lol"] * fan) + "]"]
-    for i in range(1, levels):
-        lines.append(f"x{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * fan) + "]")
-    lines.append(f"spec: {{containers: [{{name: c}}], affinity: *a{levels - 1}}}")
-    return "\n".join(lines) + "\n"
-
-
 def test_an_alias_bomb_is_refused_where_it_expands_without_being_expanded():
     bomb = billion_laughs()  # ~600 bytes that stand for 10^9 values
     assert len(bomb) < 1000
     line = _error(bomb)
     assert line.startswith(f"{SOURCE}: x3[7]: Too many: must have at most {MAX_VALUES} values")
+
+
+@pytest.mark.parametrize(
+    ("name", "where"),
+    [
+        ("alias-bomb", "x3[7]: Too many"),
+        ("merge-bomb", "m10.<<[0]: Too many"),
+        ("text-bomb", "spec.containers[0].args[1]: Too long"),
+        ("wide", "spec.affinity[9982]: Too many"),
+        ("deep", "spec.affinity[0][0][0]"),
+        ("cycle", "spec.affinity: Invalid value: an alias may not refer"),
+    ],
+)
+def test_each_abusive_manifest_is_refused_naming_where(name, where):
+    assert where in _error(abusive_manifests(MAX_MANIFEST_BYTES)[name])
 
 
 def test_merge_keys_that_double_at_every_level_are_refused():
