@@ -245,7 +245,8 @@ async def test_a_probe_worker_whose_own_tick_fails_logs_it_and_carries_on(
 ) -> None:
     # A period too large for a float (validation bounds it in the daemon; the worker must not
     # depend on that): every tick fails in the worker itself, not in the probe.
-    probe = Probe.model_validate({"exec": {"command": ["true"]}, "periodSeconds": 10**400})
+    probe = Probe.model_validate({"exec": {"command": ["true"]}})
+    probe = probe.model_copy(update={"period_seconds": 10**400})  # past the model's int32 too
     sleeps: list[float] = []
 
     async def sleeper(delay: float, wakeup: asyncio.Event) -> None:

@@ -78,15 +78,15 @@ spec:
 """
 
 # Both get past the model; the worker chokes on them. (Validation rejects them in the daemon.)
-HUGE_CPU = """
+BAD_CPU = """
 apiVersion: v1
 kind: Pod
-metadata: {name: huge}
+metadata: {name: badcpu}
 spec:
   containers:
   - name: app
     command: [serve]
-    resources: {requests: {cpu: "1e1000000"}, limits: {cpu: "1e1000000"}}
+    resources: {requests: {cpu: "1 core"}, limits: {cpu: "1 core"}}
 """
 PROBE_WITHOUT_ACTION = """
 apiVersion: v1
@@ -104,20 +104,20 @@ async def test_a_pod_whose_worker_cannot_be_made_is_retried_and_the_others_run(
     node: Node,
 ) -> None:
     good = static_pod(GOOD, uid="uid-good")
-    huge = static_pod(HUGE_CPU, uid="uid-huge")
-    node.want(good, huge)
+    bad = static_pod(BAD_CPU, uid="uid-badcpu")
+    node.want(good, bad)
     await node.until(lambda: node.runtime.running("app") is not None)
-    await node.until(lambda: node.made[huge.key] >= 3)  # retried, after 0.1 s, 0.2 s
-    assert node.made[huge.key] < 10  # with backoff, not in a loop
-    messages = node.failed_sync(huge)
-    assert messages and "creating the pod worker failed: internal error: Overflow" in messages[0]
+    await node.until(lambda: node.made[bad.key] >= 3)  # retried, after 0.1 s, 0.2 s
+    assert node.made[bad.key] < 10  # with backoff, not in a loop
+    messages = node.failed_sync(bad)
+    assert messages and "creating the pod worker failed: internal error: ValueError" in messages[0]
     assert not node.reconciler.failed.is_set()
     assert node.runtime.starts("app") == 1  # the good pod was not disturbed
     # Once the manifest is gone, its supervision ends at once (no waiting out the backoff).
     node.want(good)
-    made = node.made[huge.key]
+    made = node.made[bad.key]
     await asyncio.sleep(0.5)
-    assert node.made[huge.key] == made
+    assert node.made[bad.key] == made
 
 
 async def test_a_worker_that_fails_is_replaced_after_a_backoff_and_its_pod_stays_visible(
