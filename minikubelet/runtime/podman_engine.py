@@ -23,6 +23,7 @@ could not create, and reports it like a failed check.
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import uuid
 
@@ -104,7 +105,17 @@ async def check(api: PodmanClient) -> str | None:
 
 
 async def _try_infra(api: PodmanClient) -> str | None:
-    """Create and remove an empty pod: podman makes (or pulls) its infra image on the way."""
+    """Create and remove an empty pod: podman makes (or pulls) its infra image on the way.
+    Check pods left by an earlier check (a daemon stopped while podman was creating one) go
+    first."""
+    stale = await api.call(
+        "GET",
+        "/pods/json",
+        params={"filters": json.dumps({"label": [CHECK_LABEL]})},
+        what="list engine check pods",
+    )
+    for pod in stale or []:
+        await _remove(api, str(pod.get("Name") or pod.get("Id")))
     name = f"minikubelet-engine-check-{uuid.uuid4().hex[:8]}"
     try:
         await api.call(
@@ -119,12 +130,16 @@ async def _try_infra(api: PodmanClient) -> str | None:
             raise
         return infra_problem(exc.detail)
     finally:
-        with contextlib.suppress(PodmanError):
-            await api.call(
-                "DELETE",
-                f"/pods/{path_arg(name)}",
-                params={"force": "true", "t": 0},
-                ok=(200, 404),
-                what=f"remove pod {name}",
-            )
+        await _remove(api, name)
     return None
+
+
+async def _remove(api: PodmanClient, name: str) -> None:
+    with contextlib.suppress(PodmanError):
+        await api.call(
+            "DELETE",
+            f"/pods/{path_arg(name)}",
+            params={"force": "true", "t": 0},
+            ok=(200, 404),
+            what=f"remove pod {name}",
+        )

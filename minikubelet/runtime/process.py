@@ -89,6 +89,8 @@ from minikubelet.runtime.engine import EngineReport
 log = logging.getLogger(__name__)
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+"""The PATH a container gets when its env sets none (containerd's default for Linux)."""
+
 HOST_TOOL_PACKAGES = {  # the host tools this runtime runs, and their Debian packages
     "unshare": "util-linux",
     "nsenter": "util-linux",
@@ -96,7 +98,6 @@ HOST_TOOL_PACKAGES = {  # the host tools this runtime runs, and their Debian pac
     "mount": "mount",
     "umount": "mount",
 }
-"""The PATH a container gets when its env sets none (containerd's default for Linux)."""
 
 SETUP_TIMEOUT = 30.0  # the binds in the new namespace; a hung hostPath must not hang the start
 GROUP_EXIT_TIMEOUT = 5.0  # after SIGKILL to a group, for every member to be gone
@@ -293,10 +294,14 @@ class ProcessRuntime:
         }
         missing = [name for name, path in tools.items() if path is None]
         if missing:
+            lost = []
+            if set(missing) - {"setpriv"}:
+                lost.append("no volume mounts, no private /tmp")
+            if "setpriv" in missing:
+                lost.append("no runAsUser")
             packages = sorted({HOST_TOOL_PACKAGES[name] for name in missing})
             self.report.missing(
-                f"{', '.join(missing)} not found, so containers get no volume mounts, no "
-                f"private /tmp{' and no runAsUser' if 'setpriv' in missing else ''}: "
+                f"{', '.join(missing)} not found, so containers get {' and '.join(lost)}: "
                 f"apt-get install {' '.join(packages)}"
             )
         elif self._no_isolation is not None:

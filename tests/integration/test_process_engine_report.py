@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from minikubelet.runtime.engine import EngineReport
-from minikubelet.runtime.process import ProcessRuntime
+from minikubelet.runtime.process import DEFAULT_PATH, ProcessRuntime
 
 pytestmark = pytest.mark.root  # tests/conftest.py skips it, with the reason, unless root
 
@@ -35,6 +35,21 @@ async def test_missing_util_linux_and_mount_are_reported_with_their_packages(
         "mounts, no private /tmp and no runAsUser: apt-get install mount util-linux"
     ]
     assert report.health() == ("runtime-process", True, said[0])
+
+
+async def test_without_setpriv_only_run_as_user_is_lost(tmp_path: Path) -> None:
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    for name in ("sh", "unshare", "nsenter", "mount", "umount"):
+        found = shutil.which(name, path=DEFAULT_PATH)
+        assert found is not None, name
+        (tools / name).symlink_to(found)
+    report = EngineReport("process")
+    async with ProcessRuntime(root=tmp_path / "rt", engine_report=report, tool_path=str(tools)):
+        pass
+    assert report.problem == (
+        "setpriv not found, so containers get no runAsUser: apt-get install util-linux"
+    )
 
 
 async def test_with_its_tools_the_process_runtime_is_ready(tmp_path: Path) -> None:
