@@ -33,10 +33,13 @@ from tests.vm.throttle import check_throttled_to, throttling
 
 SUPPORT = detect()
 
-pytestmark = pytest.mark.skipif(
-    not SUPPORT.available,
-    reason=f"needs cgroup v2 with cpu and memory (run tests/vm/run-in-vm.sh): {SUPPORT.reason}",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        not SUPPORT.available,
+        reason=f"needs cgroup v2 with cpu and memory (run tests/vm/run-in-vm.sh): {SUPPORT.reason}",
+    ),
+    pytest.mark.timeout(300),  # a timeout, not a timed assertion: QEMU's emulation is slow
+]
 
 
 def record(name: str, **figures: object) -> None:

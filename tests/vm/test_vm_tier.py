@@ -33,7 +33,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 HARNESS = ROOT / "tests" / "vm" / "run-in-vm.sh"
-VM_TIMEOUT = 600  # seconds per boot; a normal run takes 40-120 s (UML) or 1.5-2x that (QEMU)
+VM_TIMEOUT = 900  # seconds per boot: about 60-70 s under UML, 350-420 s under QEMU here
 UML_PANIC = "Kernel panic - not syncing: Attempted to kill init! exitcode=0x0000000b"
 
 pytestmark = [
