@@ -39,6 +39,11 @@ Node Warning event, a ``[+]manifests warning: ...`` line) until it is back.
 path leads through a symlink (git-sync's), a Normal ``ManifestsResolved`` Node event names the
 directory it leads to, at start and after every swap: what this node runs.
 
+Runtimes: each one checks what it needs from the host (``runtime/engine.py``) and the daemon
+reports it the same way: a ``RuntimeNotReady`` Node Warning event, once per problem, naming the
+package to install, and a ``runtime-<name>`` line in ``/healthz?verbose`` that follows the
+engine's state (a podman that comes back healthy clears its warning).
+
 Restart recovery is not built yet: stopping the daemon stops its pods, so that nothing is left
 running unsupervised. Containers already run in their own sessions, and each instance is
 recorded in the state dir, so that a later daemon can adopt them instead.
@@ -71,6 +76,7 @@ from minikubelet.pods.reconciler import Reconciler
 from minikubelet.pods.worker import PodWorker, WorkerSettings
 from minikubelet.probes.handlers import HTTPProber
 from minikubelet.runtime.base import Runtime
+from minikubelet.runtime.engine import EngineReport
 from minikubelet.runtime.podman import (
     ContainerEventRef,
     ContainerEventSink,
@@ -167,6 +173,16 @@ CGROUPS_UNAVAILABLE = "CgroupsUnavailable"  # node event reason: limits are not 
 UNTRUSTED_MANIFESTS = "UntrustedManifests"  # node event reason: the manifests dir is refused
 MANIFESTS_UNAVAILABLE = "ManifestsUnavailable"  # node event reason: the dir cannot be read
 MANIFESTS_RESOLVED = "ManifestsResolved"  # node event reason: a symlinked dir leads elsewhere
+RUNTIME_NOT_READY = "RuntimeNotReady"  # node event reason: a runtime lacks something here
+
+
+def node_warning(events: EventRecorder, node_name: str, *, reason: str, message: str) -> None:
+    events.record(
+        ObjectReference(kind="Node", name=node_name, uid=node_name, namespace=None),
+        type="Warning",
+        reason=reason,
+        message=message,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,12 +232,7 @@ def start_cgroups(
 
     def not_enforced(reason: str) -> tuple[None, HealthCheck]:
         log.warning("pods run WITHOUT resource limits: %s", reason)
-        events.record(
-            ObjectReference(kind="Node", name=node_name, uid=node_name, namespace=None),
-            type="Warning",
-            reason=CGROUPS_UNAVAILABLE,
-            message=reason,
-        )
+        node_warning(events, node_name, reason=CGROUPS_UNAVAILABLE, message=reason)
         return None, ("cgroups", True, reason)
 
     if settings.enabled is False:
@@ -360,6 +371,13 @@ async def run(cfg: DaemonConfig) -> None:
         )
     manifests_health: HealthCheck = ("manifests", True, trust_off)
 
+    # What each runtime finds missing on this host: once as a Node event, and a health line.
+    def runtime_warning(runtime: str, problem: str) -> None:
+        message = f"{runtime} runtime: {problem}"
+        node_warning(events, cfg.node_name, reason=RUNTIME_NOT_READY, message=message)
+
+    engines = {name: EngineReport(name, warn=runtime_warning) for name in ("process", "podman")}
+
     async with contextlib.AsyncExitStack() as stack:
         process = await stack.enter_async_context(
             ProcessRuntime(
@@ -368,6 +386,7 @@ async def run(cfg: DaemonConfig) -> None:
                 log_max_files=cfg.container_log_max_files,
                 cgroups=cgroups,
                 node_memory=psutil.virtual_memory().total,
+                engine_report=engines["process"],
             )
         )
         available: dict[str, Runtime] = {"process": process}
@@ -381,6 +400,7 @@ async def run(cfg: DaemonConfig) -> None:
             PodmanRuntime(
                 socket=cfg.podman_socket,
                 container_events=_container_event_sink(events),
+                engine_report=engines["podman"],
             )
         )
         runtimes = _Runtimes(available, default=cfg.runtime)
@@ -424,6 +444,7 @@ async def run(cfg: DaemonConfig) -> None:
                 manifests_health,
                 store.file.health(),
                 events.file.health(),
+                *(engine.health() for engine in engines.values()),
             ],
             max_follows_per_client=cfg.api_max_follows_per_client,
         )
