@@ -13,6 +13,9 @@ from dataclasses import dataclass
 WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
 EXEC_SUBRESOURCES = frozenset({"exec", "attach"})
 """Subresources that run or attach to something in a container: as dangerous as a write."""
+GUARDED_RESOURCES = frozenset({"pods", "events", "nodes"})
+"""The resources this node serves; a request for any other answers 404 like an API server's."""
+UNSERVED_SUBRESOURCES = frozenset({"portforward", "proxy"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,11 +32,11 @@ class RequestInfo:
     @property
     def changes_something(self) -> bool:
         """A write, or a session inside a container: what ``api.writes`` switches."""
-        return (
-            self.api
-            and bool(self.resource)
-            and (self.verb in WRITE_VERBS or self.subresource in EXEC_SUBRESOURCES)
-        )
+        if not self.api or self.resource not in GUARDED_RESOURCES:
+            return False
+        if self.subresource in UNSERVED_SUBRESOURCES:
+            return False
+        return self.verb in WRITE_VERBS or self.subresource in EXEC_SUBRESOURCES
 
     @property
     def what(self) -> str:

@@ -240,6 +240,7 @@ class Daemon:
         startup_timeout: float = STARTUP_TIMEOUT,
         stop_timeout: float = STOP_TIMEOUT,
         tls: bool | None = None,
+        listen_host: str = "127.0.0.1",
     ) -> None:
         self.workdir = Path(workdir).resolve()
         self.node_name = node_name
@@ -260,6 +261,7 @@ class Daemon:
         api = (self.config or {}).get("api") or {}
         # The daemon serves https unless its config says api.tls: false.
         self.tls = tls if tls is not None else api.get("tls") is not False
+        self.listen_host = listen_host  # what --listen binds; the harness talks to 127.0.0.1
         self.port: int | None = None
         self._ssl: ssl.SSLContext | None = None  # trusts the daemon's CA, once it exists
         self.process: subprocess.Popen[bytes] | None = None
@@ -345,7 +347,7 @@ class Daemon:
             "--node-name",
             self.node_name,
             "--listen",
-            f"127.0.0.1:{self.port}",
+            f"{self.listen_host}:{self.port}",
         ]
         if self.config_path is not None:
             args += ["--config", str(self.config_path)]
