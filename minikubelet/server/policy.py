@@ -5,8 +5,8 @@ talked into running anything, even by a stolen token. With writes off, every Kub
 request that would change something this node serves (POST, PUT, PATCH, DELETE on pods,
 events or the node, and the exec and attach subresources) is refused with the API server's 403
 Forbidden Status before any route sees it, whether or not a route would serve it, and the
-refusal goes to the audit log. With writes on, such requests reach their routes, which audit what they do.
-Requests for what this node does not serve at all (Deployments, port-forward) are answered by
+refusal goes to the audit log. With writes on, such requests reach their routes, which audit
+what they do. Requests for what this node does not serve at all (Deployments, port-forward) are answered by
 routing, 404 or 405, as an API server answers for a resource it does not have.
 
 Bodies: at most ``MAX_BODY_BYTES`` (3 MiB, the API server's limit). A declared
