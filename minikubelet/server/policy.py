@@ -2,12 +2,12 @@
 
 Writes are opt-in (``api.writes``, off by default): a node whose API only reads cannot be
 talked into running anything, even by a stolen token. With writes off, every Kubernetes API
-request that would change something this node serves (POST, PUT, PATCH, DELETE on pods,
-events or the node, and the exec and attach subresources) is refused with the API server's 403
-Forbidden Status before any route sees it, whether or not a route would serve it, and the
-refusal goes to the audit log. With writes on, such requests reach their routes, which audit
-what they do. Requests for what this node does not serve at all (Deployments, port-forward) are answered by
-routing, 404 or 405, as an API server answers for a resource it does not have.
+request that would change something this node serves (POST, PUT, PATCH or DELETE on pods,
+events or the node; the exec and attach subresources) is refused with the API server's 403
+Forbidden Status before any route sees it, and the refusal goes to the audit log. With writes
+on, such requests reach their routes, which audit what they do. Requests for what this node
+does not serve at all (Deployments, port-forward) are answered by routing, 404 or 405, as an
+API server answers for a resource it does not have.
 
 Bodies: at most ``MAX_BODY_BYTES`` (3 MiB, the API server's limit). A declared
 ``Content-Length`` above it is answered 413 at once; a chunked body is cut off by aiohttp's
