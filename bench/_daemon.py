@@ -1,10 +1,16 @@
-"""What the benches share: a real daemon on a temporary directory, and percentiles."""
+"""What the benches share: a real daemon on a temporary directory, and percentiles.
+
+The daemon's API wants its token (``state/token``) over TLS signed by its own CA
+(``state/pki/ca.crt``); ``api_open``/``api_json`` use both for a URL ``running_daemon`` gave.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -22,11 +28,33 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_healthy(url: str, timeout: float = 30.0) -> None:
+_CREDENTIALS: dict[str, Path] = {}  # API URL -> the daemon's state dir
+
+
+def _context(state: Path) -> ssl.SSLContext | None:
+    ca = state / "pki" / "ca.crt"
+    return ssl.create_default_context(cafile=str(ca)) if ca.exists() else None
+
+
+def api_open(url: str, path: str, *, timeout: float = 10.0) -> Any:
+    """``urlopen`` of ``url + path`` with the daemon's token, trusting its CA."""
+    state = _CREDENTIALS[url]
+    token = (state / "token").read_text().strip()
+    request = urllib.request.Request(url + path, headers={"Authorization": f"Bearer {token}"})
+    return urllib.request.urlopen(request, timeout=timeout, context=_context(state))
+
+
+def api_json(url: str, path: str) -> Any:
+    with api_open(url, path) as response:
+        return json.load(response)
+
+
+def wait_healthy(url: str, state: Path, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(f"{url}/healthz", timeout=1) as r:
+            context = _context(state)
+            with urllib.request.urlopen(f"{url}/healthz", timeout=1, context=context) as r:
                 if r.read() == b"ok":
                     return
         except OSError:
@@ -52,7 +80,7 @@ def running_daemon(
         manifests = root / "manifests"
         manifests.mkdir(exist_ok=True)
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
+    url = f"https://127.0.0.1:{port}"
     extra: list[str] = []
     if config is not None:
         (root / "config.yaml").write_text(yaml.safe_dump(config))
@@ -78,7 +106,8 @@ def running_daemon(
             stderr=log,
         )
         try:
-            wait_healthy(url)
+            wait_healthy(url, state)
+            _CREDENTIALS[url] = state
             yield daemon, url
         finally:
             daemon.send_signal(signal.SIGTERM)

@@ -21,16 +21,14 @@ Usage: python bench/soak.py [--cycles 1000] [--parallel 10]
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
 
 import psutil
-from _daemon import running_daemon
+from _daemon import api_json, running_daemon
 
 MANIFEST = """\
 apiVersion: v1
@@ -53,8 +51,7 @@ CONFIG: dict[str, Any] = {
 
 
 def get_pods(url: str) -> dict[str, dict[str, Any]]:
-    with urllib.request.urlopen(f"{url}/pods", timeout=10) as r:
-        items = json.loads(r.read())["items"]
+    items = api_json(url, "/pods")["items"]
     return {p["metadata"]["name"]: p for p in items}
 
 
@@ -160,8 +157,7 @@ def main() -> None:
             leftover_dirs = sorted(p.name for p in pods_dir.iterdir()) if pods_dir.exists() else []
             leftovers = leftover_processes(marker)
             children = len(proc.children(recursive=True))
-            with urllib.request.urlopen(f"{url}/events", timeout=10) as r:
-                events_held = len(json.loads(r.read())["items"])
+            events_held = len(api_json(url, "/events")["items"])
 
         assert baseline is not None
         cycles_timed = done - soak_done

@@ -21,16 +21,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import shutil
 import statistics
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
-from _daemon import percentile, running_daemon
+from _daemon import api_json, percentile, running_daemon
 
 from minikubelet.api.identity import DesiredSet
 from minikubelet.api.model import PodKey
@@ -133,12 +131,8 @@ def _stamp(path: Path) -> str:
 
 
 def api_pods(url: str, state: Path) -> list[dict[str, object]]:
-    token = state / "token"
-    headers = {"Authorization": f"Bearer {token.read_text().strip()}"} if token.exists() else {}
-    request = urllib.request.Request(f"{url}/pods", headers=headers)
-    with urllib.request.urlopen(request, timeout=10) as response:
-        items: list[dict[str, object]] = json.load(response)["items"]
-        return items
+    items: list[dict[str, object]] = api_json(url, "/pods")["items"]
+    return items
 
 
 def daemon_latencies(root: Path, pods: int, swaps: int, out: Path) -> tuple[list[float], int]:

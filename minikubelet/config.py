@@ -71,6 +71,10 @@ class DaemonConfig:
     api_max_connections: int = 1000  # open at once (also capped at a quarter of RLIMIT_NOFILE)
     api_idle_timeout: float = 60.0  # a connection waiting this long for a request is closed
     api_max_follows_per_client: int = 100  # follow=true log streams per peer address
+    api_max_watches_per_client: int = 100  # watches per peer address
+    api_writes: bool = False  # the API's write verbs and exec sessions (opt-in)
+    api_tls: bool = True  # false: plain HTTP, allowed on loopback only (kubectl needs TLS)
+    api_tls_sans: tuple[str, ...] = ()  # more names for the serving certificate
 
     extra: dict[str, Any] = field(default_factory=dict)  # the EXTRA_KEYS settings, as written
 
@@ -152,6 +156,10 @@ _KEYS: dict[str, tuple[str, str]] = {
     "api.maxConnections": ("api_max_connections", "int"),
     "api.idleTimeout": ("api_idle_timeout", "positive duration"),
     "api.maxFollowsPerClient": ("api_max_follows_per_client", "int"),
+    "api.maxWatchesPerClient": ("api_max_watches_per_client", "int"),
+    "api.writes": ("api_writes", "bool"),
+    "api.tls": ("api_tls", "bool"),
+    "api.tlsSANs": ("api_tls_sans", "str list"),
 }
 
 
@@ -210,6 +218,10 @@ def load_config_file(path: Path, base: DaemonConfig) -> DaemonConfig:
             if not isinstance(value, bool):
                 raise ConfigError(f"{where}: Invalid value: {value!r}: must be true or false")
             changes[name] = value
+        elif kind == "str list":
+            if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+                raise ConfigError(f"{where}: Invalid value: {value!r}: must be a list of names")
+            changes[name] = tuple(value)
         elif kind == "int":
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{where}: Invalid value: {value!r}: must be a positive integer")

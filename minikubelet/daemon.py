@@ -84,7 +84,10 @@ from minikubelet.runtime.podman import (
 )
 from minikubelet.runtime.process import ProcessRuntime
 from minikubelet.runtime.unavailable import UnavailableRuntime
-from minikubelet.server.app import HealthCheck, make_app, serve
+from minikubelet.server import security
+from minikubelet.server.app import ApiSettings, HealthCheck, make_app, serve
+from minikubelet.server.auth import ADMIN
+from minikubelet.server.node import NodeInfo
 from minikubelet.source.manifests import ManifestSource
 from minikubelet.status.events import EventRecorder
 from minikubelet.status.store import StatusStore
@@ -116,12 +119,22 @@ def api_connection_limit(configured: int, nofile: int) -> int:
     return max(8, min(configured, nofile // API_FD_SHARE))
 
 
+def node_capacity(cfg: DaemonConfig) -> dict[str, Decimal]:
+    """What the node has before anything is reserved (the Node's status.capacity)."""
+    return {
+        "cpu": Decimal(os.cpu_count() or 1),
+        "memory": Decimal(psutil.virtual_memory().total),
+        "ephemeral-storage": Decimal(psutil.disk_usage(str(cfg.state_dir)).total),
+    }
+
+
 def node_allocatable(cfg: DaemonConfig) -> dict[str, Decimal]:
     """kubelet's allocatable: capacity minus systemReserved, kubeReserved and evictionHard.
     Admission fits pods into it; resourceFieldRef falls back to it when there is no limit."""
-    cpu = Decimal(os.cpu_count() or 1) - cfg.system_reserved_cpu - cfg.kube_reserved_cpu
+    capacity = node_capacity(cfg)
+    cpu = capacity["cpu"] - cfg.system_reserved_cpu - cfg.kube_reserved_cpu
     memory = (
-        Decimal(psutil.virtual_memory().total)
+        capacity["memory"]
         - cfg.system_reserved_memory
         - cfg.kube_reserved_memory
         - cfg.eviction_hard_memory
@@ -129,7 +142,7 @@ def node_allocatable(cfg: DaemonConfig) -> dict[str, Decimal]:
     return {
         "cpu": max(cpu, Decimal(0)),
         "memory": max(memory, Decimal(0)),
-        "ephemeral-storage": Decimal(psutil.disk_usage(str(cfg.state_dir)).total),
+        "ephemeral-storage": capacity["ephemeral-storage"],
     }
 
 
@@ -312,6 +325,17 @@ async def run(cfg: DaemonConfig) -> None:
         cfg.state_dir,
         cfg.runtime,
     )
+    # The API's token and TLS first: a node that cannot serve its API safely starts nothing.
+    try:
+        api_security = security.prepare(
+            cfg.state_dir,
+            listen_host=cfg.listen_host,
+            node_name=cfg.node_name,
+            tls=cfg.api_tls,
+            tls_sans=cfg.api_tls_sans,
+        )
+    except security.SecurityError as exc:
+        raise SystemExit(f"API: {exc}") from exc
     nofile = raise_open_files_limit()
     events = EventRecorder(
         node_name=cfg.node_name,
@@ -446,7 +470,19 @@ async def run(cfg: DaemonConfig) -> None:
                 events.file.health(),
                 *(engine.health() for engine in engines.values()),
             ],
-            max_follows_per_client=cfg.api_max_follows_per_client,
+            tokens={api_security.token: ADMIN},
+            node_info=NodeInfo(
+                name=cfg.node_name,
+                host_ip=host_ip,
+                capacity=node_capacity(cfg),
+                allocatable=allocatable,
+                runtimes=(cfg.runtime, *(r for r in runtimes.available() if r != cfg.runtime)),
+            ),
+            settings=ApiSettings(
+                writes=cfg.api_writes,
+                max_follows_per_client=cfg.api_max_follows_per_client,
+                max_watches_per_client=cfg.api_max_watches_per_client,
+            ),
         )
         site = await serve(
             app,
@@ -454,8 +490,18 @@ async def run(cfg: DaemonConfig) -> None:
             cfg.listen_port,
             max_connections=api_connection_limit(cfg.api_max_connections, nofile),
             idle_timeout=cfg.api_idle_timeout,
+            tls=api_security.tls,
         )
         stack.push_async_callback(site.cleanup)
+        api_url = security.server_url(
+            listen_host=cfg.listen_host,
+            port=site.port,
+            secure=api_security.tls is not None,
+            node_ip=host_ip,
+        )
+        security.write_kubeconfig(
+            cfg.state_dir, api_security, server=api_url, node_name=cfg.node_name
+        )
 
         source = ManifestSource(
             cfg.manifests,
@@ -551,7 +597,7 @@ async def run(cfg: DaemonConfig) -> None:
             tasks = {
                 name: tg.create_task(machinery(name, w), name=name) for name, w in parts.items()
             }
-            log.info("minikubelet ready: API on http://%s:%d", cfg.listen_host, site.port)
+            log.info("minikubelet ready: API on %s (kubeconfig in %s)", site.url, cfg.state_dir)
             await stop.wait()
 
             # Ordered shutdown: no new pods, stop the pods (the flushers still writing their

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,10 @@ class PodEntry:
         return str(self.view.metadata.get("uid", ""))
 
 
+Listener = Callable[[PodKey, "PodEntry | None", "PodEntry | None"], None]
+"""(key, old entry, new entry) after every change; None for a pod added or removed."""
+
+
 class StatusStore:
     def __init__(
         self,
@@ -49,6 +53,7 @@ class StatusStore:
         """``report``: where write failures and a set-aside file are told (node events);
         ``retry_max``: the longest wait between attempts at a failing write."""
         self._entries: dict[PodKey, PodEntry] = {}
+        self._listeners: list[Listener] = []  # told of every change (the API's watches)
         self.file = StateFile(
             state_file,
             what="status",
@@ -69,11 +74,17 @@ class StatusStore:
     def find(self, namespace: str, name: str) -> PodEntry | None:
         return self._entries.get(PodKey(f"{namespace}/{name}"))
 
+    def subscribe(self, listener: Listener) -> None:
+        """Call ``listener`` after every change, synchronously; it must not raise or block."""
+        self._listeners.append(listener)
+
     # --- writes (the pod workers) ---------------------------------------------------------------
 
     def put(self, key: PodKey, entry: PodEntry) -> None:
+        old = self._entries.get(key)
         self._entries[key] = entry
         self._mark_dirty()
+        self._tell(key, old, entry)
 
     def set_status(self, key: PodKey, status: PodStatus) -> None:
         entry = self._entries.get(key)
@@ -81,12 +92,14 @@ class StatusStore:
             return
         if entry.view.status == status:
             return
-        self._entries[key] = PodEntry(
+        new = PodEntry(
             view=entry.view.model_copy(update={"status": status}),
             runtime=entry.runtime,
             source=entry.source,
         )
+        self._entries[key] = new
         self._mark_dirty()
+        self._tell(key, entry, new)
 
     def remove(self, key: PodKey, *, uid: str | None = None) -> None:
         """Drop a pod's entry; with ``uid``, only if the entry is still that pod instance."""
@@ -95,9 +108,14 @@ class StatusStore:
             return
         del self._entries[key]
         self._mark_dirty()
+        self._tell(key, entry, None)
 
     def _mark_dirty(self) -> None:
         self.file.mark_dirty()
+
+    def _tell(self, key: PodKey, old: PodEntry | None, new: PodEntry | None) -> None:
+        for listener in self._listeners:
+            listener(key, old, new)
 
     # --- persistence ----------------------------------------------------------------------------
 

@@ -16,10 +16,10 @@ import aiohttp
 import pytest
 
 from minikubelet.api.model import PodKey
-from minikubelet.server.app import Server, make_app, serve
+from minikubelet.server.app import ApiSettings, Server, make_app, serve
 from minikubelet.status.events import EventRecorder
 from minikubelet.status.store import StatusStore
-from tests.integration.test_server import RecordingLogs, entry, running, status
+from tests.integration.test_server import AUTH, TOKENS, RecordingLogs, entry, running, status
 
 
 def app_with_a_pod(
@@ -35,7 +35,8 @@ def app_with_a_pod(
         store=store,
         events=EventRecorder(node_name="n"),
         logs=logs,
-        max_follows_per_client=max_follows_per_client,
+        tokens=TOKENS,
+        settings=ApiSettings(max_follows_per_client=max_follows_per_client),
     )
 
 
@@ -55,7 +56,7 @@ async def idle_connection(server: Server) -> tuple[asyncio.StreamReader, asyncio
 async def get(server: Server, path: str, *, timeout: float = 5.0) -> tuple[int, str]:
     """A GET on a fresh connection of its own (no pooling)."""
     connector = aiohttp.TCPConnector(force_close=True)
-    async with aiohttp.ClientSession(connector=connector) as session:
+    async with aiohttp.ClientSession(connector=connector, headers=AUTH) as session:
         async with asyncio.timeout(timeout):
             async with session.get(server.url + path) as r:
                 return r.status, await r.text()
@@ -110,7 +111,7 @@ async def test_a_follow_stream_is_not_cut_by_the_idle_timeout() -> None:
     logs = RecordingLogs(hold=hold)
     async with (
         serving(app_with_a_pod(logs), idle_timeout=0.2) as server,
-        aiohttp.ClientSession() as session,
+        aiohttp.ClientSession(headers=AUTH) as session,
         session.get(f"{server.url}/containerLogs/default/web-node1/web?follow=true") as r,
     ):
         assert await r.content.readexactly(6) == b"hello\n"
@@ -124,7 +125,7 @@ async def test_follow_streams_beyond_the_per_client_limit_are_429() -> None:
     async with serving(app_with_a_pod(logs, max_follows_per_client=2)) as server:
         url = f"{server.url}/containerLogs/default/web-node1/web?follow=true"
         async with contextlib.AsyncExitStack() as stack:
-            session = await stack.enter_async_context(aiohttp.ClientSession())
+            session = await stack.enter_async_context(aiohttp.ClientSession(headers=AUTH))
             follows = []
             for _ in range(2):
                 r = await stack.enter_async_context(session.get(url))
