@@ -88,6 +88,7 @@ from minikubelet.server import security
 from minikubelet.server.app import ApiSettings, HealthCheck, make_app, serve
 from minikubelet.server.auth import ADMIN
 from minikubelet.server.node import NodeInfo
+from minikubelet.server.tls import is_loopback
 from minikubelet.source.manifests import ManifestSource
 from minikubelet.status.events import EventRecorder
 from minikubelet.status.store import StatusStore
@@ -491,6 +492,9 @@ async def run(cfg: DaemonConfig) -> None:
             max_connections=api_connection_limit(cfg.api_max_connections, nofile),
             idle_timeout=cfg.api_idle_timeout,
             tls=api_security.tls,
+            # Loopback also answers plain HTTP on the same port (curl, scripts); kubectl and
+            # anything beyond loopback use TLS.
+            plain_too=is_loopback(cfg.listen_host),
         )
         stack.push_async_callback(site.cleanup)
         api_url = security.server_url(

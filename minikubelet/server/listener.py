@@ -9,13 +9,20 @@ ENOBUFS, ENOMEM) it backs off and says so in one log line per minute, not a trac
 
 TLS: given an ``ssl.SSLContext``, each accepted socket is wrapped before the HTTP protocol sees
 it; a handshake that does not finish within ``idle_timeout`` is dropped like an idle
-connection. The context offers only HTTP/1.1 in ALPN (watches, log streams and WebSocket
+connection. With ``plain_too`` (a loopback listener) the same port also serves plain HTTP: the
+first byte a client sends tells the two apart (a TLS record starts with 0x16, the handshake
+type; an HTTP request starts with a method's letter), so ``curl http://127.0.0.1:10255/healthz``
+keeps working beside kubectl, which sends its token over TLS only. Beyond loopback a plain
+request gets a 400 naming the fix, as Go's servers answer one.
+
+The context offers only HTTP/1.1 in ALPN (watches, log streams and WebSocket
 upgrades are HTTP/1.1 things), so kubectl does not try HTTP/2.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import socket
@@ -51,11 +58,13 @@ class Server:
         host: str,
         max_connections: int,
         tls: ssl.SSLContext | None = None,
+        plain_too: bool = False,
         handshake_timeout: float = IDLE_TIMEOUT,
     ) -> None:
         self.runner = runner
         self.host = host
         self.tls = tls
+        self.plain_too = plain_too  # with tls: a client that does not start TLS gets plain HTTP
         self._handshake_timeout = handshake_timeout
         self.port = int(listener.getsockname()[1])
         self.max_connections = max_connections
@@ -145,6 +154,21 @@ class Server:
         protocol_factory = self.runner.server
         assert protocol_factory is not None and self.tls is not None
         try:
+            async with asyncio.timeout(self._handshake_timeout):
+                first = await _peek(conn)
+            if first != TLS_HANDSHAKE:
+                if first and self.plain_too:
+                    await loop.connect_accepted_socket(protocol_factory, conn)
+                else:
+                    if first:
+                        # Read what the client sent first: closing with unread data resets the
+                        # connection, and the client would never see the answer.
+                        with contextlib.suppress(OSError):
+                            conn.recv(64 * 1024)
+                        await loop.sock_sendall(conn, PLAIN_TO_TLS_PORT)
+                        conn.shutdown(socket.SHUT_WR)
+                    conn.close()
+                return
             await loop.connect_accepted_socket(
                 protocol_factory,
                 conn,
@@ -154,6 +178,30 @@ class Server:
         except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as exc:
             conn.close()
             log.debug("API: TLS connection dropped: %s", exc)
+
+
+TLS_HANDSHAKE = b"\x16"  # the content type of a TLS record that opens a connection
+PLAIN_TO_TLS_PORT = (
+    b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n"
+    b"Client sent an HTTP request to an HTTPS server: use https:// (the CA is in the state "
+    b"dir's kubeconfig)\n"
+)
+
+
+async def _peek(conn: socket.socket) -> bytes:
+    """The first byte the client sent, left in the socket for whoever reads it next; b"" when
+    the client closed without sending anything."""
+    loop = asyncio.get_running_loop()
+    readable = loop.create_future()
+    loop.add_reader(conn.fileno(), lambda: readable.done() or readable.set_result(None))
+    try:
+        await readable
+    finally:
+        loop.remove_reader(conn.fileno())
+    try:
+        return conn.recv(1, socket.MSG_PEEK)
+    except (BlockingIOError, InterruptedError):
+        return await _peek(conn)
 
 
 def tls_context(cert_file: str, key_file: str) -> ssl.SSLContext:
@@ -181,6 +229,7 @@ async def serve(
     max_connections: int = MAX_CONNECTIONS,
     idle_timeout: float = IDLE_TIMEOUT,
     tls: ssl.SSLContext | None = None,
+    plain_too: bool = False,
 ) -> Server:
     """Start listening on ``host:port`` (port 0 picks a free port) and return the handle."""
     # handler_cancellation: a client that hangs up (``logs -f`` interrupted) cancels its handler,
@@ -207,6 +256,7 @@ async def serve(
         host=host,
         max_connections=max_connections,
         tls=tls,
+        plain_too=plain_too,
         handshake_timeout=idle_timeout,
     )
     log.info(

@@ -240,3 +240,37 @@ def test_kubectl_verifies_the_generated_ca_on_a_non_loopback_listen(
     )
     assert refused.returncode == 1
     assert "certificate signed by unknown authority" in refused.stderr
+
+
+def _plain_get(port: int, path: str, token: str | None = None) -> tuple[int, bytes]:
+    """A plain-HTTP GET on the API's port, whatever the daemon's own URL scheme is."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        conn.request("GET", path, headers=headers)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def test_a_loopback_listener_serves_plain_http_beside_tls_on_the_same_port(
+    daemon_factory: DaemonFactory,
+) -> None:
+    d = daemon_factory()
+    assert d.url.startswith("https://")  # what the CLI and kubectl use
+    assert _plain_get(d.port, "/healthz") == (200, b"ok")
+    assert _plain_get(d.port, "/pods")[0] == 401  # plain or not, the token is needed
+    status, body = _plain_get(d.port, "/pods", token=d.token() or "")
+    assert status == 200 and json.loads(body)["kind"] == "PodList"
+    assert d.request("/healthz", token=None) == (200, "ok")  # TLS still works afterwards
+
+
+def test_a_listener_beyond_loopback_answers_plain_http_with_the_fix(
+    daemon_factory: DaemonFactory,
+) -> None:
+    d = daemon_factory(listen_host="0.0.0.0")
+    status, body = _plain_get(d.port, "/healthz")
+    assert status == 400 and b"use https://" in body
