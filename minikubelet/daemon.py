@@ -16,9 +16,18 @@ possible; true: refuse to start without them; false: never), ``name`` (the subtr
 kubepods), ``parent`` (an absolute cgroup path to put it in instead of the daemon's own
 cgroup), ``pidsLimit`` (pids.max of every pod and container).
 
-Restart recovery is not built yet: stopping the daemon stops its pods, so that nothing is left
-running unsupervised. Containers already run in their own sessions, and each instance is
-recorded in the state dir, so that a later daemon can adopt them instead.
+Restart recovery (docs/recovery.md): a daemon that dies (SIGKILL, a crash) leaves its pods
+running. The next one reads the status and events the last one persisted; its runtimes find
+the containers still running when they are entered; each pod worker adopts its own
+(``Runtime.recover_pod``) and carries on from the persisted status; once the first snapshot of
+the manifests says which pods are wanted, what is left of the others (removed or changed while
+no daemon ran) is stopped and removed (``Runtime.clean_up_pods``). A clean stop (SIGTERM) still
+stops every pod first.
+
+Without limits, the process runtime still gets cgroups where a cgroup v2 hierarchy is writable
+(on a cgroup v1 "hybrid" host, the controller-less one at /sys/fs/cgroup/unified): only to
+track every process of a container, so that a process that left its process group dies with
+its pod. Limits stay unenforced, and the daemon says so as before.
 """
 
 from __future__ import annotations
@@ -195,14 +204,25 @@ def start_cgroups(
             raise SystemExit(f"cgroups.enabled is true, but {reason}") from exc
         return not_enforced(reason)
     log.info("%s; pods in %s", support.reason, driver.top.path)
-    if leftovers := driver.pod_uids():
-        log.warning(
-            "%d pod cgroups left by an earlier run under %s (not adopted): %s",
-            len(leftovers),
-            driver.top.path,
-            ", ".join(leftovers),
-        )
     return driver, ("cgroups", True, "")
+
+
+def tracking_cgroups(settings: CgroupSettings) -> CgroupDriver | None:
+    """Where limits are not enforced: a driver that only tracks each container's processes in
+    a cgroup v2 hierarchy without controllers, or None where there is none we may write to."""
+    if settings.enabled is False:
+        return None
+    support = detect(parent=settings.parent)
+    if support.available or support.tracking_root is None:
+        return None
+    try:
+        driver = CgroupDriver(support, name=settings.name, limits=False)
+        driver.setup()
+    except CgroupError as exc:
+        log.info("containers' processes are not tracked in cgroups: %s", exc)
+        return None
+    log.info("containers' processes are tracked (no limits) in the cgroups under %s", driver.top)
+    return driver
 
 
 class _Runtimes:
@@ -292,9 +312,10 @@ async def run(cfg: DaemonConfig) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
 
-    cgroups, cgroups_health = start_cgroups(
-        cgroup_settings(cfg.extra), events=events, node_name=cfg.node_name
-    )
+    cgroups_config = cgroup_settings(cfg.extra)
+    cgroups, cgroups_health = start_cgroups(cgroups_config, events=events, node_name=cfg.node_name)
+    if cgroups is None:
+        cgroups = tracking_cgroups(cgroups_config)
 
     async with contextlib.AsyncExitStack() as stack:
         process = await stack.enter_async_context(
@@ -339,7 +360,11 @@ async def run(cfg: DaemonConfig) -> None:
             )
             previous = restored.pop(static.key, None)
             if previous is not None and previous.uid == static.uid:
-                worker.restore(previous.view.status)
+                annotations = previous.view.metadata.get("annotations")
+                worker.restore(
+                    previous.view.status,
+                    annotations=annotations if isinstance(annotations, dict) else None,
+                )
             return worker
 
         reconciler = Reconciler(make_worker=make_worker, events=events, node_name=cfg.node_name)
@@ -360,10 +385,20 @@ async def run(cfg: DaemonConfig) -> None:
             settle_delay=cfg.file_settle_delay,
         )
 
+        first: asyncio.Future[DesiredSet] = loop.create_future()
+
+        async def clean_up() -> None:
+            """Once the wanted pods are known: stop what earlier daemons left of the others."""
+            keep = {static.uid for static in (await first).pods.values()}
+            for runtime in available.values():
+                await runtime.clean_up_pods(keep)
+
         def publish(desired: DesiredSet) -> None:
             if stop.is_set():
                 return
             reconciler.reconcile_once(desired)
+            if not first.done():
+                first.set_result(desired)
             for key, entry in list(restored.items()):
                 # Left by the previous daemon and not wanted any more (file gone or changed).
                 if key not in desired.pods or desired.pods[key].uid != entry.uid:
@@ -376,6 +411,7 @@ async def run(cfg: DaemonConfig) -> None:
                 tg.create_task(events.run_flusher(), name="events flusher"),
             ]
             watcher = tg.create_task(source.run(publish), name="manifest source")
+            cleaner = tg.create_task(clean_up(), name="clean-up of earlier pods")
             failed = tg.create_task(reconciler.failed.wait(), name="worker failure watch")
             stopped = tg.create_task(stop.wait(), name="signal watch")
             log.info("minikubelet ready: API on http://%s:%d", cfg.listen_host, site.port)
@@ -388,7 +424,7 @@ async def run(cfg: DaemonConfig) -> None:
             stop.set()
             grace = max((p.pod.spec.termination_grace_period_seconds for p in pods), default=0)
             await reconciler.stop_all(timeout=grace + SHUTDOWN_SLACK)
-            for task in [*flushers, failed, stopped]:
+            for task in [*flushers, failed, stopped, cleaner]:
                 task.cancel()
     if reconciler.failure is not None:
         raise reconciler.failure

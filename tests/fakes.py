@@ -112,7 +112,9 @@ class FakeRuntime:
             self.exit(c.config.container.name, self.exit_on_stop)
 
     async def remove_container(self, container_id: ContainerID) -> None:
-        self.calls.append(("remove", self.containers[container_id].config.container.name))
+        known = self.containers.get(container_id)
+        if known is not None:  # an unknown one (ended before it was recovered): nothing to do
+            self.calls.append(("remove", known.config.container.name))
 
     async def exec_in_container(
         self,
