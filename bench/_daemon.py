@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 
@@ -33,10 +33,15 @@ def wait_healthy(url: str, timeout: float = 30.0) -> None:
 
 @contextlib.contextmanager
 def running_daemon(
-    root: Path, *, node_name: str = "bench", stop_timeout: float = 120.0
+    root: Path,
+    *,
+    node_name: str = "bench",
+    stop_timeout: float = 120.0,
+    extra_args: Sequence[str] = (),
 ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     """``python -m minikubelet run`` on root/manifests and root/state (its log in
-    root/daemon.log), healthy; yields (process, API URL); SIGTERM (then SIGKILL) at the end."""
+    root/daemon.log), healthy; yields (process, API URL); SIGTERM (then SIGKILL) at the end.
+    ``extra_args`` go after the others (``--config FILE``, say)."""
     manifests, state = root / "manifests", root / "state"
     for d in (manifests, state):
         d.mkdir(exist_ok=True)
@@ -57,6 +62,7 @@ def running_daemon(
                 node_name,
                 "--listen",
                 f"127.0.0.1:{port}",
+                *extra_args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=log,

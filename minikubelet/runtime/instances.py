@@ -6,9 +6,10 @@ Two files per instance, in ``<pod dir>/containers/``:
   container name, restart count, container ID), how to find and recognise its leading process
   (pid, start time in clock ticks, boot id, cgroup), what exec needs to join it (namespace, env,
   working directory, user), its pod's grace period, and, once the daemon has seen it end, its
-  exit. It is written before the process is started (pid null), again as soon as the pid is
-  known, and once more with the exit; always atomically (temp file and rename), so a reader
-  finds the old or the new record, never half of one.
+  exit. It is written before the process is started (pid null; in place: a record cut short
+  there is ignored, and then nothing was started), again as soon as the pid is known, and once
+  more with the exit, those two atomically (temp file and rename), so that a reader finds the
+  old or the new record, never half of one.
 - ``<container>-<n>.exit``, written by the instance's exit recorder (a ``sh`` that is the
   container's parent, see ``mounts``) when the command ends: its exit status, as a shell
   reports it (128+N for signal N). The recorder opens it at start and writes it with one
@@ -146,10 +147,16 @@ def _exit_from_json(data: object, started_at: datetime) -> ContainerExit | None:
     )
 
 
-def write_record(path: Path, record: InstanceRecord) -> None:
-    """Atomically (temp file, rename): a later reader finds the old or the new record."""
+def write_record(path: Path, record: InstanceRecord, *, atomic: bool = True) -> None:
+    """Atomically (temp file, rename): a later reader finds the old or the new record.
+    ``atomic=False`` writes in place, for the first record of an instance: cut short, it is
+    unreadable and ignored, which is right for an instance whose process was never started."""
+    data = json.dumps(record.to_json(), indent=2) + "\n"
+    if not atomic:
+        path.write_text(data)
+        return
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(record.to_json(), indent=2) + "\n")
+    tmp.write_text(data)
     os.replace(tmp, path)
 
 

@@ -576,7 +576,7 @@ class ProcessRuntime:
         record_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(exit_file)  # a leftover of an attempt that never ran
-        instances.write_record(record_path, record)
+        instances.write_record(record_path, record, atomic=False)
         procs_path = cgroup.procs_path if cgroup else None
         if self.isolated:
             assert self._unshare and self._mount and self._umount
@@ -639,19 +639,22 @@ class ProcessRuntime:
                 os.close(status_w)
         record.pid = pid
         record.start_ticks = procs.start_ticks(pid)
-        with contextlib.suppress(OSError):
-            instances.write_record(record_path, record)
-
         inst = self._instance(
             record, record_path, leader=leader, olog=olog, log_file=log_file, cgroup=cgroup
         )
-        if not self.isolated:
-            self._watch(inst)
-            return inst
+        status: str | None = mounts.OK_MARKER
         try:
-            status = await _read_setup_status(status_r)
+            with contextlib.suppress(OSError):
+                # In a thread: a daemon killed before it lands finds the process by its
+                # arguments (_find_unrecorded).
+                await asyncio.to_thread(instances.write_record, record_path, record)
+            if status_r >= 0:
+                fd, status_r = status_r, -1
+                status = await _read_setup_status(fd)
         except BaseException:
             # Cancelled while starting: nobody would reap it, so do it now.
+            if status_r >= 0:
+                os.close(status_r)
             await self._abandon(inst)
             raise
         if status is None or not status.rstrip().endswith(mounts.OK_MARKER):

@@ -869,3 +869,37 @@ async def test_oom_score_adj_follows_the_qos_class_without_cgroups(rt: ProcessRu
     assert code == 0 and 3 <= int(out) <= 999
     for pod in (best_effort, burstable):
         await rt.stop_pod(pod)
+
+
+def _open_log_files(log_dir: Path) -> list[str]:
+    """What this process holds open of a log: rotated files, or files deleted since."""
+    held = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if target.startswith(str(log_dir)) and (
+                ".log." in target.removeprefix(str(log_dir)) or target.endswith("(deleted)")
+            ):
+                held.append(target)
+    return held
+
+
+async def test_a_follower_holds_no_rotated_or_deleted_file_open(tmp_path: Path) -> None:
+    # Rotations every 8 KiB, keeping 2 files: most rotated files are deleted soon after.
+    pod = make_pod(
+        [sh('i=0; while [ $i -lt 2000 ]; do printf "%099d\\n" $i; i=$((i+1)); done; sleep 1')]
+    )
+    async with ProcessRuntime(root=tmp_path / "p", log_max_bytes=8192, log_max_files=2) as rt:
+        await rt.start_pod(pod)
+        log_dir = tmp_path / "p" / "pods" / pod.uid / "logs" / "main"
+        started = await rt.start_container(pod, config(pod))
+        held: list[str] = []
+        got = 0
+        async for chunk in rt.logs(pod, "main", restart_count=0, follow=True):
+            got += len(chunk)
+            held += _open_log_files(log_dir)
+            await asyncio.sleep(0.001)  # a slow client: it falls behind the rotations
+        assert held == []
+        assert got > 8192
+        await rt.wait_container(started.container_id)
+        await rt.stop_pod(pod)
