@@ -347,7 +347,14 @@ async def run(cfg: DaemonConfig) -> None:
                 f"{', '.join(runtimes.available())})"
             )
 
+        cleaning: list[asyncio.Task[None]] = []  # the clean-up of earlier pods, once started
+
         def make_worker(static: StaticPod, predecessor: asyncio.Task[None] | None) -> PodWorker:
+            previous = restored.pop(static.key, None)
+            if predecessor is None and previous is not None and previous.uid != static.uid:
+                # Changed while no daemon ran: the old pod's containers may still run; they
+                # are stopped by the clean-up, which the new pod waits for (ports, files).
+                predecessor = cleaning[0] if cleaning else None
             worker = PodWorker(
                 static,
                 runtime=runtimes.for_pod(static),
@@ -358,7 +365,6 @@ async def run(cfg: DaemonConfig) -> None:
                 admission=admission,
                 http=http,
             )
-            previous = restored.pop(static.key, None)
             if previous is not None and previous.uid == static.uid:
                 annotations = previous.view.metadata.get("annotations")
                 worker.restore(
@@ -412,6 +418,7 @@ async def run(cfg: DaemonConfig) -> None:
             ]
             watcher = tg.create_task(source.run(publish), name="manifest source")
             cleaner = tg.create_task(clean_up(), name="clean-up of earlier pods")
+            cleaning.append(cleaner)
             failed = tg.create_task(reconciler.failed.wait(), name="worker failure watch")
             stopped = tg.create_task(stop.wait(), name="signal watch")
             log.info("minikubelet ready: API on http://%s:%d", cfg.listen_host, site.port)

@@ -10,7 +10,7 @@ instance is waited on, stopped, exec'd into and finally forgotten. Everything a 
 resolved before the call: env is expanded, ``$(VAR)`` is substituted in command and args, and the
 restart count (which names the log file and the labels) is given.
 
-Restart recovery: a daemon that stops (or dies) leaves its containers running, and the next one
+Restart recovery: a daemon that dies leaves its containers running, and the next one
 takes them over. A runtime finds what an earlier daemon left when it is entered; each pod
 worker then calls ``recover_pod`` once, after ``start_pod``, and from then on the running
 instances it got back are driven like the ones it starts (wait, stop, exec, logs). What nobody
