@@ -260,11 +260,12 @@ def test_cpu_weight_of_pod_and_containers_follows_kubelet_formula(daemon: Daemon
     assert read(path / "a" / "memory.max") == str(64 * 2**20)
     assert read(path / "a" / "memory.oom.group") == "1"
     assert read(path / "a" / "pids.max") == read(path / "pids.max") == "256"
-    # each container's process is inside its own cgroup
+    # each container's processes (its exit recorder and the command) are inside its own cgroup
     for n in requests:
         pids = read(path / n / "cgroup.procs").split()
-        assert len(pids) == 1, (n, pids)
-        assert Path(f"/proc/{pids[0]}/cgroup").read_text().strip().endswith(f"/{n}")
+        assert len(pids) == 2, (n, pids)
+        for pid in pids:
+            assert Path(f"/proc/{pid}/cgroup").read_text().strip().endswith(f"/{n}")
     record(
         "daemon-weights",
         **{f"{r or 'none'}": expected[n] for n, r in requests.items()},
