@@ -409,6 +409,50 @@ def test_qos_tiers_oom_score_adj_exec_in_cgroup_and_cleanup(daemon: Daemon) -> N
     record("daemon-cleanup", seconds_from_file_removal_to_cgroups_gone=round(seconds, 2), pods=2)
 
 
+@pytest.mark.skipif(SUPPORT.systemd, reason="kills the daemon itself, which the unit would restart")
+def test_an_oom_kill_while_the_daemon_is_down_is_reported_after_the_restart(
+    tmp_path: Path,
+) -> None:
+    # A daemon of its own (this test kills it), beside the module's.
+    data = tmp_path / "data"
+    data.mkdir()
+    script = "while [ ! -e /data/go ]; do sleep 0.1; done; exec dd if=/dev/zero of=/dev/null bs=64M"
+    with Daemon(tmp_path / "own", config=FAST_CONFIG, startup_timeout=STARTUP) as own:
+        own.write_manifest(
+            "late",
+            manifest(
+                "late",
+                [
+                    {
+                        **box("late", script, limits={"memory": "32Mi"}),
+                        "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+                    }
+                ],
+                volumes=[{"name": "data", "hostPath": {"path": str(data)}}],
+            ),
+        )
+        path = pod_cgroup(own, "late") / "late"
+        time.sleep(0.5)  # the status is flushed
+        own.kill()
+        # The OOM group kill takes the exit recorder too: the next daemon reads memory.events.
+        (data / "go").touch()
+        deadline = time.monotonic() + 30
+        while keyed(path / "memory.events").get("oom_kill", 0) < 1:
+            assert time.monotonic() < deadline, "no OOM kill"
+            time.sleep(0.1)
+        own.start()
+        pod = own.wait_for_pod(
+            "late",
+            lambda p: (p["status"]["containerStatuses"][0].get("lastState") or {}).get(
+                "terminated"
+            ),
+            timeout=60,
+        )
+        last = pod["status"]["containerStatuses"][0]["lastState"]["terminated"]
+        assert (last["reason"], last["exitCode"]) == ("OOMKilled", 137), last
+        remove_and_check_cgroups_gone(own, ("late", path.parent))
+
+
 def test_daemon_stop_leaves_no_container_and_no_pod_cgroup(daemon: Daemon) -> None:
     daemon.write_manifest("last", manifest("last", [box("c", "exec sleep 1000")]))
     path = pod_cgroup(daemon, "last")
