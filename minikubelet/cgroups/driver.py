@@ -196,7 +196,12 @@ class CgroupDriver:
         first, so the new one's counters (memory.events oom_kill) start at zero; it must be
         empty (the runtime has killed and reaped the previous instance).
         """
-        pod = self.create_pod(uid=uid, spec=spec)
+        if self.limits:
+            pod = self.create_pod(uid=uid, spec=spec)
+        else:
+            pod = self.pod_cgroup(uid, QOSClass.GUARANTEED)
+            if not pod.exists():
+                pod.create()
         cg = Cgroup(pod.path / _component(container.name, "container name"))
         if cg.exists():
             if cg.populated():

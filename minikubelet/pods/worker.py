@@ -457,8 +457,9 @@ class PodWorker:
             )
         if self._finished:
             await self._kill_all(reason_message=None)  # nothing of a finished pod runs again
-        self._restoring = False
-        self._store.put(self.static.key, self._entry())
+        if self._restoring or found:
+            self._restoring = False
+            self._store.put(self.static.key, self._entry())
 
     def _watch_adopted(self, rec: ContainerRecord, rc: RecoveredContainer) -> None:
         assert self._tg is not None

@@ -351,6 +351,7 @@ class LogWatcher:
         self._tasks = tasks
         self._inotify: Inotify | None = None  # once started
         self._watches: dict[int, tuple[LiveLog, Watch]] = {}  # by watch descriptor
+        self._wd: dict[LiveLog, int] = {}  # the watch descriptor of each watched log
         self._polled: set[LiveLog] = set()  # logs inotify could not watch
         self._poller: asyncio.Task[None] | None = None
 
@@ -370,6 +371,7 @@ class LogWatcher:
                 log.warning("%s: cannot watch (%s); checking it every %gs", live.path, exc, 1.0)
             else:
                 self._watches[watch.wd] = (live, watch)
+                self._wd[live] = watch.wd
                 return
         self._polled.add(live)
         if self._poller is None:
@@ -377,12 +379,13 @@ class LogWatcher:
 
     def remove(self, live: LiveLog) -> None:
         self._polled.discard(live)
-        for wd, (watched, watch) in list(self._watches.items()):
-            if watched is live:
-                del self._watches[wd]
-                if self._inotify is not None:
-                    with contextlib.suppress(OSError):  # already gone with its file
-                        self._inotify.rm_watch(watch)
+        wd = self._wd.pop(live, None)
+        entry = self._watches.get(wd) if wd is not None else None
+        if entry is not None and entry[0] is live:
+            del self._watches[entry[1].wd]
+            if self._inotify is not None:
+                with contextlib.suppress(OSError):  # already gone with its file
+                    self._inotify.rm_watch(entry[1])
 
     async def _read(self, inotify: Inotify) -> None:
         try:

@@ -85,10 +85,11 @@ done
 
 # The end of both container scripts below: the exit recorder. The shell stays the container's
 # parent instead of exec'ing the command, so that when the command ends, its status is written
-# to the instance's exit file (fd 8, opened before anything else, while the host's paths are
-# still in view) whether a daemon is there to wait for it or not (see runtime.instances). It
-# runs the command in the foreground (a background job of a non-interactive shell would ignore
-# SIGINT and SIGQUIT), with TERM, INT and HUP *trapped* rather than ignored (an ignored signal
+# to the instance's exit file (fd 8, created empty before anything else, while the host's
+# paths are still in view) whether a daemon is there to wait for it or not (see
+# runtime.instances). It runs the command in the foreground (a background job of a
+# non-interactive shell would ignore SIGINT and SIGQUIT), with TERM, INT and HUP *trapped*
+# rather than ignored (an ignored signal
 # stays ignored across exec; a trapped one is reset), so that a stop signal sent to the whole
 # process group ends the command and not the recorder. The command gets neither fd 8 nor 9.
 # Its status is the shell's: 128+N when a signal N killed it. SIGKILL of the whole container
@@ -111,7 +112,7 @@ exit "$1"
 # /dev/null. Then it records the command's exit (_RECORD).
 SETUP_SCRIPT = f"""set -eu
 m=$1 u=$2 s=$3
-exec 9>&2 2>&0 0</dev/null 8>>"$4"
+exec 9>&2 2>&0 0</dev/null 8>"$4"
 shift 4
 {_OPS}echo "{OK_MARKER}" >&2
 exec 2>&9 9>&-
@@ -121,7 +122,7 @@ exec 2>&9 9>&-
 # oom, cd and env; a failure exits before the command runs), then the argv to run.
 RUN_SCRIPT = f"""set -eu
 m= u= s=
-exec 8>>"$1"
+exec 8>"$1"
 shift
 {_OPS}{_RECORD}"""
 

@@ -220,6 +220,7 @@ class ProcessRuntime:
         self._instances: dict[ContainerID, _Instance] = {}
         self._pods: dict[str, _PodState] = {}
         self._logs: dict[Path, logfiles.LiveLog] = {}  # by live log path
+        self._pod_logs: dict[str, set[Path]] = {}  # the paths in _logs, by pod UID
         self._recovered: dict[str, list[RecoveredContainer]] = {}  # by pod UID, until claimed
         self._created_mountpoints: set[Path] = set()  # host paths we made as mount points
         self._tasks = TaskSet(log)
@@ -286,6 +287,7 @@ class ProcessRuntime:
         for live in self._logs.values():
             live.close()
         self._logs.clear()
+        self._pod_logs.clear()
         self._entered = False
 
     async def _check_isolation(self) -> str | None:
@@ -356,7 +358,8 @@ class ProcessRuntime:
         self._require_entered()
         if pod.uid not in self._pods:
             directory = self._pod_dir(pod.uid)
-            await asyncio.to_thread(_make_pod_dirs, directory, pod)
+            # With the mount points an earlier daemon made for this pod: ours to remove with it.
+            made = await asyncio.to_thread(_make_pod_dirs, directory, pod)
             if self.isolated:
                 for volume in pod.spec.volumes or []:
                     if volume.empty_dir is not None and volume.empty_dir.medium == "Memory":
@@ -364,8 +367,6 @@ class ProcessRuntime:
                             directory / "volumes" / volume.name, volume.empty_dir.size_limit
                         )
             state = _PodState(directory=directory)
-            # Mount points an earlier daemon made for this pod: ours to remove with it.
-            made = await asyncio.to_thread(_read_mountpoints, directory)
             state.mountpoints.update(made)
             self._created_mountpoints.update(made)
             self._pods[pod.uid] = state
@@ -427,9 +428,8 @@ class ProcessRuntime:
         if still := await asyncio.to_thread(mounts.find_mountpoints_below, directory):
             # Never remove a tree with a mount in it: rmtree would empty what is mounted.
             raise RuntimeFailure(f"cannot remove {directory}: still mounted: {still}")
-        for path in [p for p in self._logs if p.is_relative_to(directory)]:
-            self._watcher.remove(self._logs[path])
-            self._logs.pop(path).close()
+        for path in self._pod_logs.pop(uid, set()):
+            self._forget_log(path)
         if uid not in self._pods:
             # Not started by this daemon: its mount points are only in its directory.
             made = await asyncio.to_thread(_read_mountpoints, directory)
@@ -518,10 +518,11 @@ class ProcessRuntime:
         containers_dir = state.directory / "containers"
         log_dir = state.directory / "logs" / spec.name
         await asyncio.to_thread(_prune, log_dir, containers_dir, spec.name, config.restart_count)
-        for path in [p for p in self._logs if p.parent == log_dir]:
+        logs = self._pod_logs.get(pod.uid, set())
+        for path in [p for p in logs if p.parent == log_dir]:
             if _restart_count_of(path) < config.restart_count - 1:
-                self._watcher.remove(self._logs[path])
-                self._logs.pop(path).close()
+                logs.discard(path)
+                self._forget_log(path)
 
         record = InstanceRecord(
             container_id=cid,
@@ -573,9 +574,6 @@ class ProcessRuntime:
         The record is written before the spawn (no pid) and right after it (the pid and its
         start time), each time atomically: a daemon killed in between finds the instance by
         its exit file's path in the process's arguments (see ``_find_unrecorded``)."""
-        record_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(exit_file)  # a leftover of an attempt that never ran
         instances.write_record(record_path, record, atomic=False)
         procs_path = cgroup.procs_path if cgroup else None
         if self.isolated:
@@ -705,9 +703,17 @@ class ProcessRuntime:
                 tasks=self._tasks,
             )
             self._logs[path] = live
+            # <root>/pods/<uid>/logs/<container>/<n>.log
+            self._pod_logs.setdefault(path.parents[2].name, set()).add(path)
             self._watcher.add(live)
             live.grew()  # it may be over its size already (written while no daemon looked)
         return live
+
+    def _forget_log(self, path: Path) -> None:
+        live = self._logs.pop(path, None)
+        if live is not None:
+            self._watcher.remove(live)
+            live.close()
 
     async def _abandon(self, inst: _Instance) -> None:
         """Kill and reap an instance that failed to start, and close its log."""
@@ -1244,7 +1250,8 @@ def _make_root_dirs(root: Path) -> None:
         (root / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
 
 
-def _make_pod_dirs(directory: Path, pod: PodSandboxConfig) -> None:
+def _make_pod_dirs(directory: Path, pod: PodSandboxConfig) -> set[Path]:
+    """Make the pod's directories; the host mount points recorded there (an earlier daemon's)."""
     for sub in ("logs", "containers", "volumes"):
         (directory / sub).mkdir(
             mode=0o700 if sub != "volumes" else 0o755, parents=True, exist_ok=True
@@ -1257,6 +1264,7 @@ def _make_pod_dirs(directory: Path, pod: PodSandboxConfig) -> None:
             path = directory / "volumes" / volume.name
             path.mkdir(exist_ok=True)
             os.chmod(path, 0o777)  # kubelet's emptyDir mode: writable whatever runAsUser is
+    return _read_mountpoints(directory)
 
 
 def _read_mountpoints(directory: Path) -> set[Path]:

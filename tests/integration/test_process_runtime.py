@@ -872,14 +872,14 @@ async def test_oom_score_adj_follows_the_qos_class_without_cgroups(rt: ProcessRu
 
 
 def _open_log_files(log_dir: Path) -> list[str]:
-    """What this process holds open of a log: rotated files, or files deleted since."""
+    """What this process holds open of a log: rotated files, or files deleted since (not the
+    copy a rotation is writing at that moment, ``.rotating``)."""
     held = []
     for fd in os.listdir("/proc/self/fd"):
         with contextlib.suppress(OSError):
             target = os.readlink(f"/proc/self/fd/{fd}")
-            if target.startswith(str(log_dir)) and (
-                ".log." in target.removeprefix(str(log_dir)) or target.endswith("(deleted)")
-            ):
+            rotated = ".log." in target and not target.endswith(".rotating")
+            if target.startswith(str(log_dir)) and (rotated or target.endswith("(deleted)")):
                 held.append(target)
     return held
 
