@@ -32,7 +32,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from minikubelet.runtime.base import ContainerExit, ExitReason
+from minikubelet.runtime import procs
+from minikubelet.runtime.base import UNKNOWN_EXIT_CODE, UNKNOWN_MESSAGE, ContainerExit, ExitReason
 
 log = logging.getLogger(__name__)
 
@@ -227,3 +228,56 @@ def prune(containers_dir: Path, name: str, restart_count: int) -> None:
             if match and match.group("name") == name and int(match.group("n")) < restart_count - 1:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(entry.path)
+
+
+def unknown_exit(started_at: datetime, finished_at: datetime) -> ContainerExit:
+    """Gone without a trace: kubelet's ContainerStatusUnknown (the finish time is when we
+    found out)."""
+    return ContainerExit(
+        exit_code=UNKNOWN_EXIT_CODE,
+        signal=None,
+        reason=ExitReason.UNKNOWN,
+        message=UNKNOWN_MESSAGE,
+        started_at=started_at,
+        finished_at=finished_at,
+    )
+
+
+def start_error(started_at: datetime, message: str) -> ContainerExit:
+    return ContainerExit(
+        exit_code=128,
+        signal=None,
+        reason=ExitReason.START_ERROR,
+        message=message,
+        started_at=started_at,
+        finished_at=datetime.now(UTC),
+    )
+
+
+def read_all(pods_dir: Path) -> dict[str, list[tuple[Path, InstanceRecord]]]:
+    """Every pod's instance records, by pod UID (blocking)."""
+    found: dict[str, list[tuple[Path, InstanceRecord]]] = {}
+    try:
+        uids = sorted(os.listdir(pods_dir))
+    except FileNotFoundError:
+        return found
+    for uid in uids:
+        for path in list_records(pods_dir / uid / "containers"):
+            record = read_record(path)
+            if record is not None and record.pod_uid == uid:
+                found.setdefault(uid, []).append((path, record))
+    return found
+
+
+def find_unrecorded(exit_file: Path) -> int | None:
+    """The leader of an instance whose pid was never recorded (the daemon died right after
+    spawning it): the recorder whose arguments name this instance's exit file."""
+    needle = os.fsencode(str(exit_file)) + b"\0"
+    for stat in procs.scan():
+        try:
+            with open(f"/proc/{stat.pid}/cmdline", "rb") as f:
+                if needle in f.read():
+                    return stat.pid if stat.pid == stat.sid else None
+        except OSError:
+            continue
+    return None

@@ -96,13 +96,10 @@ from minikubelet.api.resources import oom_score_adj
 from minikubelet.cgroups import Cgroup, CgroupDriver, CgroupError
 from minikubelet.runtime import instances, logfiles, mounts, procs, spawn
 from minikubelet.runtime.base import (
-    UNKNOWN_EXIT_CODE,
-    UNKNOWN_MESSAGE,
     ContainerConfig,
     ContainerExit,
     ContainerID,
     ExecResult,
-    ExitReason,
     PodSandbox,
     PodSandboxConfig,
     RecoveredContainer,
@@ -573,7 +570,7 @@ class ProcessRuntime:
 
         The record is written before the spawn (no pid) and right after it (the pid and its
         start time), each time atomically: a daemon killed in between finds the instance by
-        its exit file's path in the process's arguments (see ``_find_unrecorded``)."""
+        its exit file's path in the process's arguments (``instances.find_unrecorded``)."""
         instances.write_record(record_path, record, atomic=False)
         procs_path = cgroup.procs_path if cgroup else None
         if self.isolated:
@@ -626,7 +623,7 @@ class ProcessRuntime:
         except OSError as exc:
             if status_r >= 0:
                 os.close(status_r)
-            record.exit = _start_error(record.started_at, str(exc))
+            record.exit = instances.start_error(record.started_at, str(exc))
             with contextlib.suppress(OSError):
                 instances.write_record(record_path, record)
             raise StartFailure(f'exec: "{full[0]}": {exc.strerror or exc}') from exc
@@ -644,7 +641,7 @@ class ProcessRuntime:
         try:
             with contextlib.suppress(OSError):
                 # In a thread: a daemon killed before it lands finds the process by its
-                # arguments (_find_unrecorded).
+                # arguments (instances.find_unrecorded).
                 await asyncio.to_thread(instances.write_record, record_path, record)
             if status_r >= 0:
                 fd, status_r = status_r, -1
@@ -723,7 +720,7 @@ class ProcessRuntime:
         await self._kill_rest(inst)
         inst.leader.reap()
         self._finish_log(inst)
-        inst.record.exit = _start_error(inst.started_at, "container setup failed")
+        inst.record.exit = instances.start_error(inst.started_at, "container setup failed")
         with contextlib.suppress(OSError):
             await asyncio.to_thread(instances.write_record, inst.record_path, inst.record)
 
@@ -837,7 +834,7 @@ class ProcessRuntime:
                 finished_at=finished_at,
                 oom_killed=oom,
             )
-        return _unknown_exit(inst.started_at, finished_at)
+        return instances.unknown_exit(inst.started_at, finished_at)
 
     def _oom_killed(self, inst: _Instance) -> bool:
         """Whether the kernel's OOM killer killed a process of this instance (fresh counters)."""
@@ -967,7 +964,7 @@ class ProcessRuntime:
     async def _recover(self) -> None:
         """Read what earlier daemons left: adopt the instances still running, account for the
         ones that ended. Their pods claim them with ``recover_pod``."""
-        found = await asyncio.to_thread(_read_all_records, self._root / "pods")
+        found = await asyncio.to_thread(instances.read_all, self._root / "pods")
         adopted = ended = 0
         for uid, records in found.items():
             recovered: list[RecoveredContainer] = []
@@ -1018,7 +1015,7 @@ class ProcessRuntime:
         leader: procs.Leader | None = None
         if record.boot_id == self._boot_id:
             if record.pid is None:
-                record.pid = await asyncio.to_thread(_find_unrecorded, exit_file)
+                record.pid = await asyncio.to_thread(instances.find_unrecorded, exit_file)
                 record.start_ticks = procs.start_ticks(record.pid) if record.pid else None
             if record.pid is not None and record.start_ticks is not None:
                 check = (lambda p: p in _cgroup_pids(cgroup)) if cgroup is not None else None
@@ -1062,7 +1059,7 @@ class ProcessRuntime:
                 128 + signal.SIGKILL, started_at=record.started_at, finished_at=now, oom_killed=True
             )
         else:
-            record.exit = _unknown_exit(record.started_at, now)
+            record.exit = instances.unknown_exit(record.started_at, now)
         olog.info(
             "instance %d ended while no daemon watched: %s, exit code %d",
             record.restart_count,
@@ -1301,64 +1298,11 @@ def _prune(log_dir: Path, containers_dir: Path, name: str, restart_count: int) -
     instances.prune(containers_dir, name, restart_count)
 
 
-def _unknown_exit(started_at: datetime, finished_at: datetime) -> ContainerExit:
-    """Gone without a trace: kubelet's ContainerStatusUnknown (the finish time is when we
-    found out)."""
-    return ContainerExit(
-        exit_code=UNKNOWN_EXIT_CODE,
-        signal=None,
-        reason=ExitReason.UNKNOWN,
-        message=UNKNOWN_MESSAGE,
-        started_at=started_at,
-        finished_at=finished_at,
-    )
-
-
-def _start_error(started_at: datetime, message: str) -> ContainerExit:
-    return ContainerExit(
-        exit_code=128,
-        signal=None,
-        reason=ExitReason.START_ERROR,
-        message=message,
-        started_at=started_at,
-        finished_at=datetime.now(UTC),
-    )
-
-
 def _record_exit(path: Path, record: InstanceRecord) -> None:
     """Write the record with its exit, if the record is still there (not removed with its
     pod)."""
     if path.exists():
         instances.write_record(path, record)
-
-
-def _read_all_records(pods_dir: Path) -> dict[str, list[tuple[Path, InstanceRecord]]]:
-    """Every pod's instance records, by pod UID (blocking)."""
-    found: dict[str, list[tuple[Path, InstanceRecord]]] = {}
-    try:
-        uids = sorted(os.listdir(pods_dir))
-    except FileNotFoundError:
-        return found
-    for uid in uids:
-        for path in instances.list_records(pods_dir / uid / "containers"):
-            record = instances.read_record(path)
-            if record is not None and record.pod_uid == uid:
-                found.setdefault(uid, []).append((path, record))
-    return found
-
-
-def _find_unrecorded(exit_file: Path) -> int | None:
-    """The leader of an instance whose pid was never recorded (the daemon died right after
-    spawning it): the recorder whose arguments name this instance's exit file."""
-    needle = os.fsencode(str(exit_file)) + b"\0"
-    for stat in procs.scan():
-        try:
-            with open(f"/proc/{stat.pid}/cmdline", "rb") as f:
-                if needle in f.read():
-                    return stat.pid if stat.pid == stat.sid else None
-        except OSError:
-            continue
-    return None
 
 
 def _cgroup_pids(cgroup: Cgroup) -> list[int]:
