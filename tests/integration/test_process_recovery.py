@@ -206,6 +206,25 @@ async def test_exit_code_of_an_adopted_container(root: Path) -> None:
     await asyncio.to_thread(flag.unlink)
 
 
+async def test_a_container_whose_pid_was_never_recorded_is_found_and_adopted(root: Path) -> None:
+    # The daemon died between the spawn and the record of the pid: only the intent is there.
+    pod = make_pod("sleep 300")
+    async with ProcessRuntime(root=root) as rt:
+        await rt.start_pod(pod)
+        await rt.start_container(pod, config(pod))
+    pid = leader_pid(root, pod)
+    record = root / "pods" / pod.uid / "containers" / "main-0.json"
+    data = json.loads(record.read_text())
+    data["pid"] = data["pgid"] = data["procStartTicks"] = None
+    record.write_text(json.dumps(data))
+    async with ProcessRuntime(root=root) as rt:
+        (rc,) = await recovered(rt, pod)
+        assert rc.exit is None  # running: found by its exit file in its arguments, adopted
+        assert leader_pid(root, pod) == pid
+        await rt.stop_pod(pod)
+    assert not _alive(pid)
+
+
 # --- identity ------------------------------------------------------------------------------------
 
 
