@@ -12,7 +12,8 @@ here. If so it sets up its subtree and hands the driver to the process runtime; 
 still run, and the daemon says so once: a warning in the log with detect()'s reason, a Warning
 event on the Node, and a ``[+]cgroups warning: ...`` line in ``/healthz?verbose`` (healthz stays
 ok: the node works, without limits). Config (``cgroups.*``): ``enabled`` (auto: use them when
-possible; true: refuse to start without them; false: never), ``name`` (the subtree, default
+possible; true: refuse to start without them; false: never, not even to track processes),
+``name`` (the subtree, default
 kubepods), ``parent`` (an absolute cgroup path to put it in instead of the daemon's own
 cgroup), ``pidsLimit`` (pids.max of every pod and container).
 
