@@ -1013,12 +1013,16 @@ class ProcessRuntime:
         exit_file = path.with_suffix(".exit")
         cgroup = Cgroup(Path(record.cgroup)) if record.cgroup else None
         leader: procs.Leader | None = None
+        unrecorded = record.pid is None
         if record.boot_id == self._boot_id:
-            if record.pid is None:
+            if unrecorded:
                 record.pid = await asyncio.to_thread(instances.find_unrecorded, exit_file)
                 record.start_ticks = procs.start_ticks(record.pid) if record.pid else None
             if record.pid is not None and record.start_ticks is not None:
-                check = (lambda p: p in _cgroup_pids(cgroup)) if cgroup is not None else None
+                # Membership of its cgroup, if that is still there (a cgroup with a process
+                # in it cannot have been removed).
+                member = cgroup is not None and cgroup.exists()
+                check = (lambda p: p in _cgroup_pids(cgroup)) if member and cgroup else None
                 leader = procs.Leader.adopt(record.pid, start_ticks=record.start_ticks, check=check)
         if leader is not None:
             log_dir = path.parent.parent / "logs" / record.container
@@ -1034,8 +1038,9 @@ class ProcessRuntime:
                 cgroup=cgroup if cgroup is not None and cgroup.exists() else None,
                 adopted=True,
             )
-            with contextlib.suppress(OSError):
-                instances.write_record(path, record)  # the pid, if it had to be found
+            if unrecorded:
+                with contextlib.suppress(OSError):
+                    instances.write_record(path, record)  # the pid it had to be found by
             self._watch(inst)
             olog.info("adopted pid %d (instance %d)", leader.pid, record.restart_count)
             return inst
