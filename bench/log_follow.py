@@ -19,18 +19,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import resource
 import socket
+import ssl
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import psutil
-from _daemon import running_daemon
+from _daemon import api_json, running_daemon
 
 IDLE = """\
 apiVersion: v1
@@ -68,20 +67,24 @@ def wait_running(url: str, name: str, timeout: float = 30.0) -> None:
 
 
 def _running(url: str, name: str) -> bool:
-    with urllib.request.urlopen(f"{url}/pods", timeout=5) as r:
-        for pod in json.load(r)["items"]:
-            if pod["metadata"]["name"] == f"{name}-bench":
-                return any(
-                    "running" in cs["state"] for cs in pod["status"].get("containerStatuses") or []
-                )
+    for pod in api_json(url, "/pods")["items"]:
+        if pod["metadata"]["name"] == f"{name}-bench":
+            return any(
+                "running" in cs["state"] for cs in pod["status"].get("containerStatuses") or []
+            )
     return False
 
 
-def follow(port: int, pod: str) -> socket.socket:
-    sock = socket.create_connection(("127.0.0.1", port))
+def follow(port: int, state: Path, pod: str) -> socket.socket:
+    """A raw ``follow=true`` request over TLS with the daemon's token; the caller reads it."""
+    context = ssl.create_default_context(cafile=str(state / "pki" / "ca.crt"))
+    sock = context.wrap_socket(
+        socket.create_connection(("127.0.0.1", port)), server_hostname="127.0.0.1"
+    )
+    token = (state / "token").read_text().strip()
     sock.sendall(
         f"GET /containerLogs/default/{pod}-bench/app?follow=true HTTP/1.1\r\n"
-        f"Host: 127.0.0.1\r\n\r\n".encode()
+        f"Host: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\r\n".encode()
     )
     return sock
 
@@ -117,24 +120,35 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="mkl-bench-", dir="/var/tmp") as tmp:
         root = Path(tmp)
-        (root / "config.yaml").write_text("containerLogMaxSize: 64Ki\ncontainerLogMaxFiles: 2\n")
-        with running_daemon(root, extra_args=["--config", str(root / "config.yaml")]) as (
-            daemon,
-            url,
-        ):
+        state = root / "state"
+        config = {
+            "containerLogMaxSize": "64Ki",
+            "containerLogMaxFiles": 2,
+            "api": {
+                "maxFollowsPerClient": 2 * args.followers,
+                "maxConnections": 4 * args.followers,
+            },
+        }
+        with running_daemon(root, config=config) as (daemon, url):
             port = int(url.rsplit(":", 1)[1])
             (root / "manifests" / "idle.yaml").write_text(IDLE)
             wait_running(url, "idle")
             idle_before = cpu_share(daemon.pid, args.window)
-            socks = [follow(port, "idle") for _ in range(args.followers)]
+            socks = [follow(port, state, "idle") for _ in range(args.followers)]
             time.sleep(3.0)  # every stream connected and served its first bytes
             connected = len(psutil.Process(daemon.pid).net_connections("tcp")) - 1
             idle_after = cpu_share(daemon.pid, args.window)
             streaming = 0
             for sock in socks:  # each one answered, and sent the line already there
                 sock.settimeout(5)
+                received = b""
                 with contextlib.suppress(OSError):
-                    streaming += b"hello" in sock.recv(4096)
+                    while b"hello" not in received and len(received) < 4096:
+                        chunk = sock.recv(4096)
+                        if not chunk:
+                            break
+                        received += chunk
+                streaming += b"hello" in received
             print(
                 f"idle: daemon CPU {idle_before:.1f}% of a core without followers, "
                 f"{idle_after:.1f}% with {args.followers} idle followers "
@@ -150,12 +164,12 @@ def main() -> None:
             received = [0]
 
             def slow_reader() -> None:
-                sock = follow(port, "busy")
+                sock = follow(port, state, "busy")
                 sock.settimeout(1.0)
                 while not stop.is_set():
                     try:
                         data = sock.recv(4096)
-                    except TimeoutError:
+                    except (TimeoutError, ssl.SSLWantReadError):
                         continue
                     if not data:
                         break

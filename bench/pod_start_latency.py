@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import psutil
+import yaml
 from _daemon import percentile, running_daemon
 
 MANIFEST = """\
@@ -47,15 +48,17 @@ def rss_mib(pid: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--pods", type=int, default=100)
-    parser.add_argument("--config", type=Path, help="a daemon config file (minikubelet --config)")
+    parser.add_argument(
+        "--config", type=Path, help="a YAML daemon config (what minikubelet --config reads)"
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="mkl-bench-", dir="/var/tmp") as tmp:
         root = Path(tmp)
         manifests, out = root / "manifests", root / "out"
         out.mkdir()
-        extra = ["--config", str(args.config.resolve())] if args.config else []
-        with running_daemon(root, stop_timeout=60, extra_args=extra) as (daemon, _url):
+        config = yaml.safe_load(args.config.read_text()) if args.config else None
+        with running_daemon(root, stop_timeout=60, config=config) as (daemon, _url):
             time.sleep(2.0)
             idle = rss_mib(daemon.pid)
 

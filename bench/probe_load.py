@@ -29,18 +29,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import statistics
 import tempfile
 import threading
 import time
-import urllib.request
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import psutil
-from _daemon import percentile, running_daemon
+from _daemon import api_json, percentile, running_daemon
 
 PERIOD = 1.0
 
@@ -88,10 +86,9 @@ def manifest(handlers: set[str]) -> str:
     return "".join(parts)
 
 
-def get_json(url: str) -> dict[str, object]:
-    with urllib.request.urlopen(url, timeout=10) as response:
-        data: dict[str, object] = json.loads(response.read())
-        return data
+def get_json(url: str, path: str) -> dict[str, object]:
+    data: dict[str, object] = api_json(url, path)
+    return data
 
 
 class Targets:
@@ -227,7 +224,7 @@ def main() -> None:
                 began = time.monotonic()
                 ready = 0
                 while time.monotonic() - began < 180:
-                    items = get_json(f"{url}/pods").get("items") or []
+                    items = get_json(url, "/pods").get("items") or []
                     assert isinstance(items, list)
                     ready = sum(
                         1

@@ -2,7 +2,14 @@
 
 ``run`` builds a DaemonConfig (defaults, then ``--config``, then flags) and runs the daemon. The
 client commands (``get``, ``describe``, ``logs``) read the HTTP API with urllib and print what
-``minikubelet.printers`` makes of it; ``validate`` and ``create`` work on manifest files offline.
+``minikubelet.printers`` makes of it; ``validate`` and ``create`` work on manifest files offline;
+``kubeconfig`` prints the kubeconfig the daemon wrote for real kubectl.
+
+A client command finds everything in the daemon's state dir when it can read it (as root, or
+with ``--state-dir``): the server address (from ``kubeconfig``), the token (``token``) and the
+CA that signed the API's certificate (``pki/ca.crt``). ``--server``/``$MINIKUBELET_SERVER`` and
+``--token``/``$MINIKUBELET_TOKEN`` take precedence over those files; ``--state-dir`` or
+``$MINIKUBELET_STATE_DIR`` names the state dir when it is not the default.
 
 Client paths must start fast: nothing here imports aiohttp or the daemon stack at module level.
 The daemon, the manifest loader, pydantic models and yaml are imported inside the handlers that
@@ -38,8 +45,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("minikubelet")
 
-DEFAULT_SERVER = "http://127.0.0.1:10255"
+DEFAULT_SERVER = "https://127.0.0.1:10255"
 SERVER_ENV = "MINIKUBELET_SERVER"
+TOKEN_ENV = "MINIKUBELET_TOKEN"
+STATE_DIR_ENV = "MINIKUBELET_STATE_DIR"
+TOKEN_FILE = "token"  # under the state dir (server/auth.py writes it)
+CA_FILE = "pki/ca.crt"  # under the state dir (server/tls.py writes it)
+KUBECONFIG_FILE = "kubeconfig"  # under the state dir (server/kubeconfig.py writes it)
 REQUEST_TIMEOUT = 30.0
 POD_RESOURCES = ("pods", "pod", "po")
 DEFAULT_CONTAINER = "kubectl.kubernetes.io/default-container"  # kubectl logs honours it
@@ -53,14 +65,25 @@ class CommandError(Exception):
 
 
 class Client:
-    """A tiny client for the read-only API; every failure becomes a kubectl-worded CommandError."""
+    """A tiny client for the read-only API; every failure becomes a kubectl-worded CommandError.
 
-    def __init__(self, base_url: str) -> None:
+    Every request carries ``token`` (when there is one) as a bearer token; an ``https`` server
+    is verified against ``ca_file`` (the node's own CA) when given."""
+
+    def __init__(
+        self, base_url: str, *, token: str | None = None, ca_file: Path | None = None
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         parsed = urllib.parse.urlsplit(self.base_url)
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise CommandError(f'error: invalid server URL "{base_url}"')
         self.netloc = parsed.netloc
+        self.token = token
+        self._context = None
+        if parsed.scheme == "https" and ca_file is not None:
+            import ssl
+
+            self._context = ssl.create_default_context(cafile=str(ca_file))
 
     def open(
         self, path: str, query: dict[str, str] | None = None, *, timeout: float | None
@@ -68,9 +91,16 @@ class Client:
         url = self.base_url + path
         if query:
             url += "?" + urllib.parse.urlencode(query)
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        request = urllib.request.Request(url, headers=headers)
         try:
-            response: HTTPResponse = urllib.request.urlopen(url, timeout=timeout)
+            response: HTTPResponse = urllib.request.urlopen(
+                request, timeout=timeout, context=self._context
+            )
         except urllib.error.HTTPError as exc:
+            if exc.code == 401:
+                exc.close()
+                raise CommandError(_unauthorized(self.token)) from None
             raise CommandError(_server_error(exc)) from None
         except urllib.error.URLError as exc:
             if isinstance(exc.reason, ConnectionRefusedError):
@@ -105,9 +135,58 @@ def _server_error(exc: urllib.error.HTTPError) -> str:
     return f"Error from server: the server responded with the status code {exc.code}: {text}"
 
 
+def _unauthorized(token: str | None) -> str:
+    message = "error: You must be logged in to the server (Unauthorized)"
+    if token is None:
+        message += (
+            f"\nhint: no token: the daemon keeps it in <state dir>/{TOKEN_FILE} (root only); "
+            f"run as root, or pass --token or ${TOKEN_ENV}"
+        )
+    return message
+
+
+def _state_dir(args: argparse.Namespace) -> Path:
+    given = getattr(args, "state_dir", None) or os.environ.get(STATE_DIR_ENV)
+    if given:
+        return Path(given)
+    from minikubelet.config import default_paths
+
+    return default_paths()[1]
+
+
+def _token(args: argparse.Namespace) -> str | None:
+    """--token, else $MINIKUBELET_TOKEN, else the daemon's token file when readable."""
+    given = getattr(args, "token", None) or os.environ.get(TOKEN_ENV)
+    if given:
+        return str(given).strip()
+    try:
+        return (_state_dir(args) / TOKEN_FILE).read_text().strip() or None
+    except OSError:
+        return None
+
+
+def _kubeconfig_server(state_dir: Path) -> str | None:
+    """The address the daemon wrote into its kubeconfig, when this user can read it."""
+    try:
+        text = (state_dir / KUBECONFIG_FILE).read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, _, value = line.strip().partition(":")
+        if key == "server" and value.strip():
+            return value.strip()
+    return None
+
+
 def _client(args: argparse.Namespace) -> Client:
-    server = getattr(args, "server", None) or os.environ.get(SERVER_ENV) or DEFAULT_SERVER
-    return Client(server)
+    server = (
+        getattr(args, "server", None)
+        or os.environ.get(SERVER_ENV)
+        or _kubeconfig_server(_state_dir(args))
+        or DEFAULT_SERVER
+    )
+    ca = _state_dir(args) / CA_FILE
+    return Client(server, token=_token(args), ca_file=ca if ca.is_file() else None)
 
 
 def _list_pods(client: Client) -> list[PodView]:
@@ -333,12 +412,14 @@ def run_manifest(
 def write_new_file(path: Path, data: bytes) -> None:
     """Create ``path`` with ``data`` atomically: a dot-named temp file in the same directory
     (the manifest watcher ignores dotfiles), fsync, rename, fsync the directory. A reader sees
-    no file or the whole file. Raises FileExistsError if ``path`` already exists."""
+    no file or the whole file. The file is mode 0644 whatever the umask, owned by the caller:
+    as root, it passes the daemon's trust rules. Raises FileExistsError if ``path`` exists."""
     if path.exists():
         raise FileExistsError(str(path))
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
+        os.fchmod(fd, 0o644)  # not less either: a umask of 077 would leave 0600
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -401,6 +482,7 @@ def cmd_create(args: argparse.Namespace) -> int:
                 f'Error from server (AlreadyExists): pods "{args.name}" already exists'
                 f" (file {path})"
             ) from None
+        _warn_if_refused(path)
     if args.output == "yaml":
         sys.stdout.write(text)
     elif args.output == "json":
@@ -410,10 +492,45 @@ def cmd_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _warn_if_refused(path: Path) -> None:
+    """Say so when a daemon running as root or as this user would refuse the file written (a
+    directory on its way that others can write, say): the pod would not start."""
+    from minikubelet.source import trust
+
+    owners = trust.trusted_owners()
+    problems = trust.check_path(str(path.absolute()), owners=owners)
+    if problems:
+        for line in trust.refusal(str(path), problems, owners=owners).lines():
+            print(f"warning: {line}", file=sys.stderr)
+
+
 def _default_manifests() -> Path:
     from minikubelet.config import default_paths
 
     return default_paths()[0]
+
+
+# --- kubeconfig -----------------------------------------------------------------------------
+
+
+def cmd_kubeconfig(args: argparse.Namespace) -> int:
+    """Print the kubeconfig the daemon wrote (server, token, CA), with --server if given."""
+    path = _state_dir(args) / KUBECONFIG_FILE
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise CommandError(
+            f"error: {path} does not exist: the daemon writes it when it starts (see --state-dir)"
+        ) from None
+    except OSError as exc:
+        raise CommandError(f"error: cannot read {path}: {exc.strerror} (run as root?)") from None
+    server = getattr(args, "server", None)
+    if server:
+        from minikubelet.server.kubeconfig import with_server
+
+        text = with_server(text, server)
+    sys.stdout.write(text)
+    return 0
 
 
 # --- run (the daemon) -----------------------------------------------------------------------
@@ -498,10 +615,24 @@ def build_parser() -> argparse.ArgumentParser:
         "-s",
         default=argparse.SUPPRESS,
         metavar="URL",
-        help=f"API address (default: ${SERVER_ENV}, else {DEFAULT_SERVER})",
+        help=f"API address (default: ${SERVER_ENV}, else the state dir's kubeconfig, "
+        f"else {DEFAULT_SERVER})",
     )
     namespaced = argparse.ArgumentParser(add_help=False)
     namespaced.add_argument("-n", "--namespace", default="default", metavar="NS")
+    # How a client command finds its credentials.
+    credentials = argparse.ArgumentParser(add_help=False)
+    credentials.add_argument(
+        "--token",
+        default=argparse.SUPPRESS,
+        help=f"the API token (default: ${TOKEN_ENV}, else <state dir>/{TOKEN_FILE})",
+    )
+    credentials.add_argument(
+        "--state-dir",
+        default=argparse.SUPPRESS,
+        metavar="DIR",
+        help="the daemon's state dir, where its token and CA are (default: as the daemon's)",
+    )
 
     parser = argparse.ArgumentParser(
         prog="minikubelet",
@@ -534,7 +665,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(handler=cmd_run)
 
-    get = sub.add_parser("get", help="list pods (kubectl get)", parents=[common, namespaced])
+    get = sub.add_parser(
+        "get", help="list pods (kubectl get)", parents=[common, namespaced, credentials]
+    )
     get.add_argument("resource", metavar="pods")
     get.add_argument("name", nargs="?", metavar="NAME")
     get.add_argument("-o", "--output", choices=["wide", "json", "yaml"])
@@ -542,13 +675,17 @@ def build_parser() -> argparse.ArgumentParser:
     get.set_defaults(handler=cmd_get)
 
     describe = sub.add_parser(
-        "describe", help="show a pod in detail (kubectl describe)", parents=[common, namespaced]
+        "describe",
+        help="show a pod in detail (kubectl describe)",
+        parents=[common, namespaced, credentials],
     )
     describe.add_argument("resource", metavar="pod")
     describe.add_argument("name", nargs="?", metavar="NAME")
     describe.set_defaults(handler=cmd_describe)
 
-    logs = sub.add_parser("logs", help="print a container's log", parents=[common, namespaced])
+    logs = sub.add_parser(
+        "logs", help="print a container's log", parents=[common, namespaced, credentials]
+    )
     logs.add_argument("pod", metavar="POD")
     logs.add_argument("-c", "--container", metavar="CONTAINER")
     logs.add_argument("-p", "--previous", action="store_true")
@@ -582,6 +719,16 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--dry-run", action="store_true", help="print, do not write")
     create.add_argument("-o", "--output", choices=["yaml", "json"])
     create.set_defaults(handler=cmd_create)
+
+    kubeconfig = sub.add_parser(
+        "kubeconfig",
+        help="print a kubeconfig (server, token, CA) for kubectl",
+        parents=[common],
+    )
+    kubeconfig.add_argument(
+        "--state-dir", metavar="DIR", help="the daemon's state dir (default: as the daemon's)"
+    )
+    kubeconfig.set_defaults(handler=cmd_kubeconfig)
     return parser
 
 

@@ -8,6 +8,8 @@ so that an operator who knows kubelet knows these. Durations are Go-style (``20s
 
 from __future__ import annotations
 
+import difflib
+import math
 import os
 import re
 import socket
@@ -39,6 +41,8 @@ class DaemonConfig:
     # manifest source
     file_check_frequency: float = 20.0  # full resync period (kubelet fileCheckFrequency)
     file_settle_delay: float = 0.05  # a file must be unchanged this long before it is read
+    trust_non_root_files: bool = False  # read manifests whoever owns them (source/trust.py off)
+    missing_is_empty: bool = False  # a missing manifests directory declares no pods (kubelet's)
 
     # restarts
     backoff_initial: float = 10.0  # CrashLoopBackOff first delay
@@ -63,7 +67,16 @@ class DaemonConfig:
     status_flush_interval: float = 0.5
     event_limit: int = 5000
 
-    extra: dict[str, Any] = field(default_factory=dict)  # keys for later subsystems
+    # HTTP API limits
+    api_max_connections: int = 1000  # open at once (also capped at a quarter of RLIMIT_NOFILE)
+    api_idle_timeout: float = 60.0  # a connection waiting this long for a request is closed
+    api_max_follows_per_client: int = 100  # follow=true log streams per peer address
+    api_max_watches_per_client: int = 100  # watches per peer address
+    api_writes: bool = False  # the API's write verbs and exec sessions (opt-in)
+    api_tls: bool = True  # false: plain HTTP, allowed on loopback only (kubectl needs TLS)
+    api_tls_sans: tuple[str, ...] = ()  # more names for the serving certificate
+
+    extra: dict[str, Any] = field(default_factory=dict)  # the EXTRA_KEYS settings, as written
 
 
 def default_paths() -> tuple[Path, Path]:
@@ -107,6 +120,8 @@ def parse_duration(value: object, *, where: str) -> float:
             raise bad
     else:
         raise bad
+    if not math.isfinite(seconds):
+        raise bad
     if seconds < 0:
         raise ConfigError(f"{where}: Invalid value: {value!r}: must not be negative")
     return seconds
@@ -123,6 +138,8 @@ _KEYS: dict[str, tuple[str, str]] = {
     "containerdSocket": ("containerd_socket", "path"),
     "fileCheckFrequency": ("file_check_frequency", "duration"),
     "fileSettleDelay": ("file_settle_delay", "duration"),
+    "manifests.trustNonRootFiles": ("trust_non_root_files", "bool"),
+    "manifests.missingIsEmpty": ("missing_is_empty", "bool"),
     "crashLoopBackOff.initialDelay": ("backoff_initial", "duration"),
     "crashLoopBackOff.maxContainerRestartPeriod": ("backoff_max", "duration"),
     "crashLoopBackOff.resetAfter": ("backoff_reset", "duration"),
@@ -136,14 +153,29 @@ _KEYS: dict[str, tuple[str, str]] = {
     "evictionHard.memory.available": ("eviction_hard_memory", "decimal"),
     "statusFlushInterval": ("status_flush_interval", "duration"),
     "eventLimit": ("event_limit", "int"),
+    "api.maxConnections": ("api_max_connections", "int"),
+    "api.idleTimeout": ("api_idle_timeout", "positive duration"),
+    "api.maxFollowsPerClient": ("api_max_follows_per_client", "int"),
+    "api.maxWatchesPerClient": ("api_max_watches_per_client", "int"),
+    "api.writes": ("api_writes", "bool"),
+    "api.tls": ("api_tls", "bool"),
+    "api.tlsSANs": ("api_tls_sans", "str list"),
 }
+
+
+# Keys that other parts of the daemon read (daemon.cgroup_settings), passed on in ``extra``.
+EXTRA_KEYS: frozenset[str] = frozenset(
+    {"cgroups.enabled", "cgroups.name", "cgroups.parent", "cgroups.pidsLimit"}
+)
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in data.items():
         path = f"{prefix}{key}"
-        if isinstance(value, dict) and path not in _KEYS:
+        # Even under a key that takes a value: "manifests: {trustNonRootFiles: true}" is
+        # manifests.trustNonRootFiles (with the path given as staticPodPath or --manifests).
+        if isinstance(value, dict):
             out.update(_flatten(value, f"{path}."))
         else:
             out[path] = value
@@ -162,12 +194,15 @@ def load_config_file(path: Path, base: DaemonConfig) -> DaemonConfig:
     extra: dict[str, Any] = {}
     for key, value in _flatten(data).items():
         where = f"{path}: {key}"
-        if key.split(".")[0] in {"probes", "cgroups", "podman", "containerd", "node"}:
+        if key in EXTRA_KEYS:
             extra[key] = value
             continue
         if key not in _KEYS:
-            known = ", ".join(sorted(_KEYS))
-            raise ConfigError(f"{where}: unknown setting (known: {known})")
+            known = sorted({*_KEYS, *EXTRA_KEYS})
+            folded = {k.lower(): k for k in known}
+            close = difflib.get_close_matches(key.lower(), list(folded), n=1, cutoff=0.75)
+            hint = f', did you mean "{folded[close[0]]}"?' if close else ""
+            raise ConfigError(f"{where}: unknown setting{hint} (known: {', '.join(known)})")
         name, kind = _KEYS[key]
         if kind == "path":
             changes[name] = Path(str(value))
@@ -175,6 +210,18 @@ def load_config_file(path: Path, base: DaemonConfig) -> DaemonConfig:
             changes[name] = str(value)
         elif kind == "duration":
             changes[name] = parse_duration(value, where=where)
+        elif kind == "positive duration":
+            changes[name] = parse_duration(value, where=where)
+            if changes[name] <= 0:
+                raise ConfigError(f"{where}: Invalid value: {value!r}: must be greater than 0")
+        elif kind == "bool":
+            if not isinstance(value, bool):
+                raise ConfigError(f"{where}: Invalid value: {value!r}: must be true or false")
+            changes[name] = value
+        elif kind == "str list":
+            if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+                raise ConfigError(f"{where}: Invalid value: {value!r}: must be a list of names")
+            changes[name] = tuple(value)
         elif kind == "int":
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{where}: Invalid value: {value!r}: must be a positive integer")

@@ -4,8 +4,17 @@ Start-up order: state dir, status store and event log (reloaded from the last ru
 the reconciler, the HTTP API, and last the manifest source, whose first snapshot starts the pods.
 Shutdown (SIGTERM or SIGINT) runs the other way: stop watching manifests, stop every pod
 gracefully and in parallel (each within its terminationGracePeriodSeconds), close the API, flush
-status and events. A worker that fails is a bug: it stops the daemon with an error rather than
-leave a pod silently unsupervised.
+status and events.
+
+What may stop the daemon, and what may not (docs/robustness.md): a pod's failures, expected or
+not, stay with that pod (the reconciler and the pod worker contain them). Trouble writing the
+state files is reported (a log line, a node Warning event, ``/healthz`` failing with the
+reason) and retried; it never stops the daemon. Only the daemon's own machinery ending (the
+manifest source, the API's accept loop, the flushers or the pods' supervision failing on a
+bug) stops it, and then through the same ordered shutdown, every pod stopped first, before it
+exits with the error. At start the soft limit on open files is raised toward the hard one, and
+the API keeps its connections to a quarter of it, so that clients cannot take the descriptors
+the daemon needs for its pods and its state.
 
 Limits: at start the daemon asks ``cgroups.detect()`` once whether cgroup v2 can enforce them
 here. If so it sets up its subtree and hands the driver to the process runtime; if not, pods
@@ -16,6 +25,25 @@ possible; true: refuse to start without them; false: never, not even to track pr
 ``name`` (the subtree, default
 kubepods), ``parent`` (an absolute cgroup path to put it in instead of the daemon's own
 cgroup), ``pidsLimit`` (pids.max of every pod and container).
+
+Trust: a manifest can run anything as the daemon's user, so the manifest source refuses files
+that anyone else could have written (source/trust.py). When the directory itself (or one on its
+way from /) fails, every file in it is refused and the daemon says so the same way as for
+cgroups: a log warning, a Node Warning event (``UntrustedManifests``) and a
+``[+]manifests warning: ...`` line in ``/healthz?verbose``, updated on every full resync.
+``manifests.trustNonRootFiles: true`` turns the checks off, with a warning at start.
+
+A manifests directory that does not exist or cannot be read is "unavailable", not "empty": the
+pods read from it keep running, and the daemon says so the same way (a ``ManifestsUnavailable``
+Node Warning event, a ``[+]manifests warning: ...`` line) until it is back.
+``manifests.missingIsEmpty: true`` makes it count as empty, as kubelet does. When the manifests
+path leads through a symlink (git-sync's), a Normal ``ManifestsResolved`` Node event names the
+directory it leads to, at start and after every swap: what this node runs.
+
+Runtimes: each one checks what it needs from the host (``runtime/engine.py``) and the daemon
+reports it the same way: a ``RuntimeNotReady`` Node Warning event, once per problem, naming the
+package to install, and a ``runtime-<name>`` line in ``/healthz?verbose`` that follows the
+engine's state (a podman that comes back healthy clears its warning).
 
 Restart recovery (docs/recovery.md): a daemon that dies (SIGKILL, a crash) leaves its pods
 running. The next one reads the status and events the last one persisted; its runtimes find
@@ -38,9 +66,10 @@ import contextlib
 import ipaddress
 import logging
 import os
+import resource
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -51,12 +80,13 @@ from minikubelet.api.identity import DesiredSet, StaticPod
 from minikubelet.api.model import EventType, ObjectReference, PodKey
 from minikubelet.cgroups import CgroupDriver, CgroupError, detect
 from minikubelet.cgroups.driver import DEFAULT_NAME
-from minikubelet.config import DaemonConfig
+from minikubelet.config import EXTRA_KEYS, DaemonConfig
 from minikubelet.pods.admission import Admission
 from minikubelet.pods.reconciler import Reconciler
 from minikubelet.pods.worker import PodWorker, WorkerSettings
 from minikubelet.probes.handlers import HTTPProber
 from minikubelet.runtime.base import Runtime
+from minikubelet.runtime.engine import EngineReport
 from minikubelet.runtime.podman import (
     ContainerEventRef,
     ContainerEventSink,
@@ -64,7 +94,10 @@ from minikubelet.runtime.podman import (
 )
 from minikubelet.runtime.process import ProcessRuntime
 from minikubelet.runtime.unavailable import UnavailableRuntime
-from minikubelet.server.app import HealthCheck, make_app, serve
+from minikubelet.server import security
+from minikubelet.server.app import ApiSettings, HealthCheck, make_app, serve
+from minikubelet.server.auth import ADMIN
+from minikubelet.server.node import NodeInfo
 from minikubelet.source.manifests import ManifestSource
 from minikubelet.status.events import EventRecorder
 from minikubelet.status.store import StatusStore
@@ -72,14 +105,46 @@ from minikubelet.status.store import StatusStore
 log = logging.getLogger(__name__)
 
 SHUTDOWN_SLACK = 10.0  # seconds beyond the longest grace period before pods are cancelled
+NOFILE_TARGET = 65536  # the soft open-files limit asked for (containers inherit it, so no more)
+API_FD_SHARE = 4  # the API may hold at most 1/API_FD_SHARE of the open-files limit
+
+
+def raise_open_files_limit(target: int = NOFILE_TARGET) -> int:
+    """Raise the soft RLIMIT_NOFILE toward the hard limit (at most ``target``), as systemd
+    and Go do for themselves; return the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = target if hard == resource.RLIM_INFINITY else min(hard, target)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (ValueError, OSError) as exc:
+            log.warning("cannot raise the open-files limit from %d to %d: %s", soft, wanted, exc)
+            return soft
+        return wanted
+    return soft if soft != resource.RLIM_INFINITY else target
+
+
+def api_connection_limit(configured: int, nofile: int) -> int:
+    """api.maxConnections, kept to a share of the open-files limit (at least 8)."""
+    return max(8, min(configured, nofile // API_FD_SHARE))
+
+
+def node_capacity(cfg: DaemonConfig) -> dict[str, Decimal]:
+    """What the node has before anything is reserved (the Node's status.capacity)."""
+    return {
+        "cpu": Decimal(os.cpu_count() or 1),
+        "memory": Decimal(psutil.virtual_memory().total),
+        "ephemeral-storage": Decimal(psutil.disk_usage(str(cfg.state_dir)).total),
+    }
 
 
 def node_allocatable(cfg: DaemonConfig) -> dict[str, Decimal]:
     """kubelet's allocatable: capacity minus systemReserved, kubeReserved and evictionHard.
     Admission fits pods into it; resourceFieldRef falls back to it when there is no limit."""
-    cpu = Decimal(os.cpu_count() or 1) - cfg.system_reserved_cpu - cfg.kube_reserved_cpu
+    capacity = node_capacity(cfg)
+    cpu = capacity["cpu"] - cfg.system_reserved_cpu - cfg.kube_reserved_cpu
     memory = (
-        Decimal(psutil.virtual_memory().total)
+        capacity["memory"]
         - cfg.system_reserved_memory
         - cfg.kube_reserved_memory
         - cfg.eviction_hard_memory
@@ -87,7 +152,7 @@ def node_allocatable(cfg: DaemonConfig) -> dict[str, Decimal]:
     return {
         "cpu": max(cpu, Decimal(0)),
         "memory": max(memory, Decimal(0)),
-        "ephemeral-storage": Decimal(psutil.disk_usage(str(cfg.state_dir)).total),
+        "ephemeral-storage": capacity["ephemeral-storage"],
     }
 
 
@@ -128,6 +193,19 @@ def _container_event_sink(events: EventRecorder) -> ContainerEventSink:
 
 
 CGROUPS_UNAVAILABLE = "CgroupsUnavailable"  # node event reason: limits are not enforced
+UNTRUSTED_MANIFESTS = "UntrustedManifests"  # node event reason: the manifests dir is refused
+MANIFESTS_UNAVAILABLE = "ManifestsUnavailable"  # node event reason: the dir cannot be read
+MANIFESTS_RESOLVED = "ManifestsResolved"  # node event reason: a symlinked dir leads elsewhere
+RUNTIME_NOT_READY = "RuntimeNotReady"  # node event reason: a runtime lacks something here
+
+
+def node_warning(events: EventRecorder, node_name: str, *, reason: str, message: str) -> None:
+    events.record(
+        ObjectReference(kind="Node", name=node_name, uid=node_name, namespace=None),
+        type="Warning",
+        reason=reason,
+        message=message,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,10 +218,10 @@ class CgroupSettings:
 
 def cgroup_settings(extra: Mapping[str, Any]) -> CgroupSettings:
     """The ``cgroups.*`` keys of the config file; SystemExit naming the key when one is wrong."""
-    known = {"cgroups.enabled", "cgroups.name", "cgroups.parent", "cgroups.pidsLimit"}
     for key in extra:
-        if key.startswith("cgroups.") and key not in known:
-            raise SystemExit(f"config: {key}: unknown setting (known: {', '.join(sorted(known))})")
+        if key not in EXTRA_KEYS:
+            known = ", ".join(sorted(EXTRA_KEYS))
+            raise SystemExit(f"config: {key}: unknown setting (known: {known})")
     raw_enabled = extra.get("cgroups.enabled", "auto")
     if raw_enabled == "auto":
         enabled: bool | None = None
@@ -177,12 +255,7 @@ def start_cgroups(
 
     def not_enforced(reason: str) -> tuple[None, HealthCheck]:
         log.warning("pods run WITHOUT resource limits: %s", reason)
-        events.record(
-            ObjectReference(kind="Node", name=node_name, uid=node_name, namespace=None),
-            type="Warning",
-            reason=CGROUPS_UNAVAILABLE,
-            message=reason,
-        )
+        node_warning(events, node_name, reason=CGROUPS_UNAVAILABLE, message=reason)
         return None, ("cgroups", True, reason)
 
     if settings.enabled is False:
@@ -273,7 +346,18 @@ async def run(cfg: DaemonConfig) -> None:
         cfg.state_dir,
         cfg.runtime,
     )
-    store = StatusStore(cfg.state_dir / "status.json", flush_interval=cfg.status_flush_interval)
+    # The API's token and TLS first: a node that cannot serve its API safely starts nothing.
+    try:
+        api_security = security.prepare(
+            cfg.state_dir,
+            listen_host=cfg.listen_host,
+            node_name=cfg.node_name,
+            tls=cfg.api_tls,
+            tls_sans=cfg.api_tls_sans,
+        )
+    except security.SecurityError as exc:
+        raise SystemExit(f"API: {exc}") from exc
+    nofile = raise_open_files_limit()
     events = EventRecorder(
         node_name=cfg.node_name,
         state_file=cfg.state_dir / "events.json",
@@ -281,6 +365,11 @@ async def run(cfg: DaemonConfig) -> None:
         flush_interval=cfg.status_flush_interval,
     )
     events.load()
+    store = StatusStore(
+        cfg.state_dir / "status.json",
+        flush_interval=cfg.status_flush_interval,
+        report=events.node_event,
+    )
     # What the previous daemon left: shown until the manifests are read, then each pod that is
     # still wanted (same UID) carries on from it and the rest are dropped.
     restored = {
@@ -317,6 +406,23 @@ async def run(cfg: DaemonConfig) -> None:
     cgroups, cgroups_health = start_cgroups(cgroups_config, events=events, node_name=cfg.node_name)
     if cgroups is None:
         cgroups = tracking_cgroups(cgroups_config)
+    trust_off = ""
+    if cfg.trust_non_root_files:
+        trust_off = "manifests.trustNonRootFiles is true: manifests are read whoever owns them"
+        log.warning(
+            "%s; anyone who can write into %s or a directory above it can run anything as uid %d",
+            trust_off,
+            cfg.manifests,
+            os.geteuid(),
+        )
+    manifests_health: HealthCheck = ("manifests", True, trust_off)
+
+    # What each runtime finds missing on this host: once as a Node event, and a health line.
+    def runtime_warning(runtime: str, problem: str) -> None:
+        message = f"{runtime} runtime: {problem}"
+        node_warning(events, cfg.node_name, reason=RUNTIME_NOT_READY, message=message)
+
+    engines = {name: EngineReport(name, warn=runtime_warning) for name in ("process", "podman")}
 
     async with contextlib.AsyncExitStack() as stack:
         process = await stack.enter_async_context(
@@ -326,6 +432,7 @@ async def run(cfg: DaemonConfig) -> None:
                 log_max_files=cfg.container_log_max_files,
                 cgroups=cgroups,
                 node_memory=psutil.virtual_memory().total,
+                engine_report=engines["process"],
             )
         )
         available: dict[str, Runtime] = {"process": process}
@@ -339,6 +446,7 @@ async def run(cfg: DaemonConfig) -> None:
             PodmanRuntime(
                 socket=cfg.podman_socket,
                 container_events=_container_event_sink(events),
+                engine_report=engines["podman"],
             )
         )
         runtimes = _Runtimes(available, default=cfg.runtime)
@@ -374,37 +482,136 @@ async def run(cfg: DaemonConfig) -> None:
                 )
             return worker
 
-        reconciler = Reconciler(make_worker=make_worker, events=events, node_name=cfg.node_name)
+        reconciler = Reconciler(
+            make_worker=make_worker,
+            events=events,
+            node_name=cfg.node_name,
+            restart_backoff_initial=cfg.backoff_initial,
+            restart_backoff_max=cfg.backoff_max,
+        )
 
         app = make_app(
             store=store,
             events=events,
             logs=reconciler.logs,
-            health=lambda: [("ping", True, ""), cgroups_health],
+            health=lambda: [
+                ("ping", True, ""),
+                cgroups_health,
+                manifests_health,
+                store.file.health(),
+                events.file.health(),
+                *(engine.health() for engine in engines.values()),
+            ],
+            tokens={api_security.token: ADMIN},
+            node_info=NodeInfo(
+                name=cfg.node_name,
+                host_ip=host_ip,
+                capacity=node_capacity(cfg),
+                allocatable=allocatable,
+                runtimes=(cfg.runtime, *(r for r in runtimes.available() if r != cfg.runtime)),
+            ),
+            settings=ApiSettings(
+                writes=cfg.api_writes,
+                max_follows_per_client=cfg.api_max_follows_per_client,
+                max_watches_per_client=cfg.api_max_watches_per_client,
+            ),
         )
-        site = await serve(app, cfg.listen_host, cfg.listen_port)
+        site = await serve(
+            app,
+            cfg.listen_host,
+            cfg.listen_port,
+            max_connections=api_connection_limit(cfg.api_max_connections, nofile),
+            idle_timeout=cfg.api_idle_timeout,
+            tls=api_security.tls,
+        )
         stack.push_async_callback(site.cleanup)
+        api_url = security.server_url(
+            listen_host=cfg.listen_host,
+            port=site.port,
+            secure=api_security.tls is not None,
+            node_ip=host_ip,
+        )
+        security.write_kubeconfig(
+            cfg.state_dir, api_security, server=api_url, node_name=cfg.node_name
+        )
 
         source = ManifestSource(
             cfg.manifests,
             node_name=cfg.node_name,
             resync_period=cfg.file_check_frequency,
             settle_delay=cfg.file_settle_delay,
+            trust_non_root_files=cfg.trust_non_root_files,
+            missing_is_empty=cfg.missing_is_empty,
         )
+        said: dict[str, str] = {}  # Node event reason -> the message last recorded
+
+        def warn_once(reason: str, message: str) -> str:
+            """A Node Warning event for ``message`` (empty: none), once per change, like cgroups."""
+            if message and said.get(reason) != message:
+                events.record(
+                    ObjectReference(
+                        kind="Node", name=cfg.node_name, uid=cfg.node_name, namespace=None
+                    ),
+                    type="Warning",
+                    reason=reason,
+                    message=message,
+                )
+            said[reason] = message
+            return message
 
         first: asyncio.Future[DesiredSet] = loop.create_future()
 
         async def clean_up() -> None:
-            """Once the wanted pods are known: stop what earlier daemons left of the others."""
+            """Once the wanted pods are known: stop what earlier daemons left of the others. A
+            failure here is reported and leaves those pods as they are; it stops nothing."""
             keep = {static.uid for static in (await first).pods.values()}
             for runtime in available.values():
-                await runtime.clean_up_pods(keep)
+                try:
+                    await runtime.clean_up_pods(keep)
+                except Exception as exc:
+                    log.error(
+                        "%s runtime: cannot clean up what earlier daemons left: %s",
+                        runtime.name,
+                        exc,
+                        exc_info=exc,
+                    )
 
         def publish(desired: DesiredSet) -> None:
+            nonlocal manifests_health
             if stop.is_set():
                 return
+            untrusted = unavailable = ""
+            if desired.directory_error is not None:
+                problems = "; ".join(str(e) for e in desired.directory_error.errors)
+                untrusted = f"every manifest in {cfg.manifests} is refused: {problems}"
+            if desired.unavailable is not None:
+                unavailable = desired.unavailable + (
+                    "; it counts as empty (manifests.missingIsEmpty)"
+                    if cfg.missing_is_empty
+                    else "; the pods read from it keep running until it is back"
+                )
+            details = [
+                trust_off,
+                warn_once(UNTRUSTED_MANIFESTS, untrusted),
+                warn_once(MANIFESTS_UNAVAILABLE, unavailable),
+            ]
+            manifests_health = ("manifests", True, "; ".join(d for d in details if d))
+            resolved = desired.resolved
+            if resolved not in (None, said.get(MANIFESTS_RESOLVED), str(cfg.manifests.absolute())):
+                # What this node runs, for a fleet: behind git-sync's link, the commit's checkout.
+                said[MANIFESTS_RESOLVED] = resolved
+                events.record(
+                    ObjectReference(
+                        kind="Node", name=cfg.node_name, uid=cfg.node_name, namespace=None
+                    ),
+                    type="Normal",
+                    reason=MANIFESTS_RESOLVED,
+                    message=f"manifests are read from {resolved} (through {cfg.manifests})",
+                )
             reconciler.reconcile_once(desired)
-            if not first.done():
+            if not first.done() and desired.unavailable is None and desired.directory_error is None:
+                # A snapshot that says which pods are wanted (not a directory that cannot be
+                # read or trusted: what runs from it keeps running).
                 first.set_result(desired)
             for key, entry in list(restored.items()):
                 # Left by the previous daemon and not wanted any more (file gone or changed).
@@ -412,28 +619,52 @@ async def run(cfg: DaemonConfig) -> None:
                     store.remove(key, uid=entry.uid)
                     del restored[key]
 
-        async with asyncio.TaskGroup() as tg:
-            flushers = [
-                tg.create_task(store.run_flusher(), name="status flusher"),
-                tg.create_task(events.run_flusher(), name="events flusher"),
-            ]
-            watcher = tg.create_task(source.run(publish), name="manifest source")
-            cleaner = tg.create_task(clean_up(), name="clean-up of earlier pods")
-            cleaning.append(cleaner)
-            failed = tg.create_task(reconciler.failed.wait(), name="worker failure watch")
-            stopped = tg.create_task(stop.wait(), name="signal watch")
-            log.info("minikubelet ready: API on http://%s:%d", cfg.listen_host, site.port)
-            await asyncio.wait([watcher, failed, stopped], return_when=asyncio.FIRST_COMPLETED)
+        async def supervision() -> None:
+            await reconciler.failed.wait()
+            assert reconciler.failure is not None
+            raise reconciler.failure
 
-            # Ordered shutdown: no new pods, stop the pods, then the rest.
+        fatal: list[BaseException] = []  # what ended the daemon's machinery, if anything
+
+        async def machinery(name: str, work: Awaitable[None]) -> None:
+            """Run one part of the daemon; its end, or its failure, stops the daemon in order.
+            Caught here, not left to the TaskGroup: a failing child would cancel the group's
+            body and skip the ordered shutdown below, leaving the pods' containers running."""
+            try:
+                await work
+            except Exception as exc:
+                log.critical("%s failed: stopping every pod, then the daemon", name, exc_info=exc)
+                fatal.append(exc)
+            else:
+                log.warning("%s ended: stopping every pod, then the daemon", name)
+            stop.set()
+
+        async with asyncio.TaskGroup() as tg:
+            parts = {
+                "status flusher": store.run_flusher(),
+                "events flusher": events.run_flusher(),
+                "manifest source": source.run(publish),
+                "API server": site.wait(),
+                "pod supervision": supervision(),
+            }
+            tasks = {
+                name: tg.create_task(machinery(name, w), name=name) for name, w in parts.items()
+            }
+            # Not machinery: it ends when done, and a failure of it stops nothing.
+            tasks["clean-up"] = tg.create_task(clean_up(), name="clean-up of earlier pods")
+            cleaning.append(tasks["clean-up"])
+            log.info("minikubelet ready: API on %s (kubeconfig in %s)", site.url, cfg.state_dir)
+            await stop.wait()
+
+            # Ordered shutdown: no new pods, stop the pods (the flushers still writing their
+            # status), then the rest; cancelling the flushers writes their last state.
             pods = reconciler.running_pods()
             log.info("minikubelet stopping: stopping %d pods", len(pods))
-            watcher.cancel()
-            stop.set()
+            tasks["manifest source"].cancel()
             grace = max((p.pod.spec.termination_grace_period_seconds for p in pods), default=0)
             await reconciler.stop_all(timeout=grace + SHUTDOWN_SLACK)
-            for task in [*flushers, failed, stopped, cleaner]:
+            for task in tasks.values():
                 task.cancel()
-    if reconciler.failure is not None:
-        raise reconciler.failure
+    if fatal:
+        raise fatal[0]
     log.info("minikubelet stopped (pid %d)", os.getpid())

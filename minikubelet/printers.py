@@ -141,7 +141,7 @@ def human_duration(d: timedelta) -> str:
     return f"{hours // 24 // 365}y"
 
 
-def _since(t: datetime | None, now: datetime) -> str:
+def since(t: datetime | None, now: datetime) -> str:
     """kubectl ``translateTimestampSince``."""
     if t is None:
         return "<unknown>"
@@ -169,7 +169,7 @@ def format_rfc1123z(t: datetime | None, tz: tzinfo | None = None) -> str:
     )
 
 
-def _parse_time(value: JsonValue) -> datetime | None:
+def parse_time(value: JsonValue) -> datetime | None:
     if not isinstance(value, str) or not value:
         return None
     try:
@@ -341,7 +341,7 @@ def pod_row(pod: PodView, *, now: datetime) -> PodRow:
 
     restarts_text = str(restarts)
     if restarts != 0 and last_restart is not None:
-        restarts_text = f"{restarts} ({_since(last_restart, now)} ago)"
+        restarts_text = f"{restarts} ({since(last_restart, now)} ago)"
 
     # kubectl reads podIPs; podIP is a fallback for a status that only carries the old field.
     ip = status.pod_ips[0].ip if status.pod_ips else (status.pod_ip or "")
@@ -363,7 +363,7 @@ def pod_row(pod: PodView, *, now: datetime) -> PodRow:
         ready=f"{ready}/{total}",
         status=reason,
         restarts=restarts_text,
-        age=_since(_parse_time(meta.get("creationTimestamp")), now),
+        age=since(parse_time(meta.get("creationTimestamp")), now),
         ip=ip or "<none>",
         node=_str(spec.get("nodeName")) or "<none>",
         nominated_node="<none>",  # no scheduler here: status.nominatedNodeName is never set
@@ -744,13 +744,17 @@ def describe_events(w: _PrefixWriter, events: Sequence[Event], now: datetime) ->
     w.write(0, "Events:\n  Type\tReason\tAge\tFrom\tMessage\n")
     w.write(1, "----\t------\t----\t----\t-------\n")
     for e in ordered:
-        first = _since(e.first_timestamp, now)
+        first = since(e.first_timestamp, now)
         if e.count > 1:
-            interval = f"{_since(e.last_timestamp, now)} (x{e.count} over {first})"
+            interval = f"{since(e.last_timestamp, now)} (x{e.count} over {first})"
         else:
             interval = first
         source = e.source.component or e.reporting_component
-        w.write(1, f"{e.type}\t{e.reason}\t{interval}\t{source}\t{e.message.strip()}\n")
+        message = e.message.strip()
+        if e.involved_object.field_path:
+            # kubectl 1.37 names the container the event is about before the message.
+            message = f"{e.involved_object.field_path}: {message}"
+        w.write(1, f"{e.type}\t{e.reason}\t{interval}\t{source}\t{message}\n")
 
 
 def describe_pod(
@@ -775,9 +779,9 @@ def describe_pod(
         w.write(0, f"Start Time:\t{format_rfc1123z(status.start_time, tz)}\n")
     _labels_multiline(w, "Labels", _obj(meta.get("labels")))
     _annotations_multiline(w, "Annotations", _obj(meta.get("annotations")))
-    deletion = _parse_time(meta.get("deletionTimestamp"))
+    deletion = parse_time(meta.get("deletionTimestamp"))
     if deletion is not None and status.phase not in ("Failed", "Succeeded"):
-        w.write(0, f"Status:\tTerminating (lasts {_since(deletion, now)})\n")
+        w.write(0, f"Status:\tTerminating (lasts {since(deletion, now)})\n")
         grace = _int(meta.get("deletionGracePeriodSeconds"))
         w.write(0, f"Termination Grace Period:\t{grace}s\n")
     else:

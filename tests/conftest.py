@@ -37,6 +37,11 @@ CHILD_REAP_GRACE = 1.0
 ProcKey = tuple[int, float]  # (pid, create_time): a pid alone may be reused
 LoopScope = Literal["function", "class", "module", "package", "session"]
 
+# The files tests write (manifests above all) get mode 0644 whatever umask the CI shell has: the
+# daemon refuses a manifest that group or others may write (docs/security.md), and a 002 umask
+# would otherwise turn every test's manifest into a refusal.
+os.umask(0o022)
+
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(

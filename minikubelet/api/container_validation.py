@@ -4,18 +4,27 @@ Names, ports, env, volume mounts, resources, securityContext, probes and lifecyc
 Kubernetes' words (``pkg/apis/core/validation/validation.go``). Single-field ranges (ports,
 probe thresholds, user IDs) are checked here with the rules that span fields, so one pass
 reports both. ``api.validation`` calls these for every init and regular container.
+
+Beyond the API server, every string that becomes an ``execve`` argument, an environment
+variable or a path is held to what the kernel takes: arguments and ``NAME=value`` within
+MAX_ARG_STRLEN, all of them together within ARG_MAX, once ``$(VAR)`` is expanded
+(``api.env.static_expansion_problems``), and paths within PATH_MAX. HTTP header values may not
+hold control characters (Go's client refuses to send them, so kubelet's probe fails every
+period). NUL characters are refused earlier, in every string (``api.document``).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import posixpath
+import re
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Final
 
-from minikubelet.api.env import split_subscripted_path
+from minikubelet.api.env import split_subscripted_path, static_expansion_problems
 from minikubelet.api.errors import ErrorType, FieldError
-from minikubelet.api.field import at_least, forbidden, invalid, not_supported
+from minikubelet.api.field import at_least, forbidden, in_range, invalid, not_supported, too_long
 from minikubelet.api.model import (
     Container,
     EnvVar,
@@ -39,6 +48,12 @@ from minikubelet.api.names import (
 )
 from minikubelet.api.quantity import canonical_quantity, parse_quantity
 
+MAX_PATH_BYTES: Final = 4095  # PATH_MAX, less the terminating NUL
+MAX_ID: Final = 2**31 - 1  # user and group IDs (IsValidUserID, IsValidGroupID)
+
+# Go's httpguts.ValidHeaderFieldValue: no control character but horizontal tab.
+_HEADER_VALUE_CONTROLS: Final = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
+
 
 def validate_container_common(
     ctr: Container, *, path: str, volumes: Mapping[str, Volume]
@@ -48,6 +63,15 @@ def validate_container_common(
         errs.append(FieldError(ErrorType.REQUIRED, f"{path}.name", ""))
     else:
         errs += [invalid(f"{path}.name", ctr.name, m) for m in dns1123_label(ctr.name)]
+    if ctr.image is not None and ctr.image != ctr.image.strip():
+        detail = "must not have leading or trailing whitespace"
+        errs.append(invalid(f"{path}.image", ctr.image, detail))
+    errs += too_long(f"{path}.workingDir", ctr.working_dir, MAX_PATH_BYTES)
+    errs += too_long(f"{path}.terminationMessagePath", ctr.termination_message_path, MAX_PATH_BYTES)
+    errs += [
+        FieldError(ErrorType.TOO_LONG, f"{path}.{at}", detail)
+        for at, detail in static_expansion_problems(ctr)
+    ]
     errs += _validate_ports(ctr, path=f"{path}.ports")
     errs += _validate_env(ctr.env or [], path=f"{path}.env")
     errs += _validate_volume_mounts(ctr, path=f"{path}.volumeMounts", volumes=volumes)
@@ -71,7 +95,19 @@ def _validate_ports(ctr: Container, *, path: str) -> list[FieldError]:
         errs += _validate_port_number(port.container_port, f"{path}[{i}].containerPort")
         if port.host_port:
             errs += _validate_port_number(port.host_port, f"{path}[{i}].hostPort")
+        if port.host_ip:
+            errs += _validate_ip(port.host_ip, f"{path}[{i}].hostIP")
     return errs
+
+
+def _validate_ip(value: str, path: str) -> list[FieldError]:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return [
+            invalid(path, value, "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)")
+        ]
+    return []
 
 
 def validate_run_as(
@@ -79,8 +115,8 @@ def validate_run_as(
 ) -> list[FieldError]:
     """runAsUser and runAsGroup, of a container or of the pod: user and group IDs."""
     return [
-        *at_least(f"{path}.runAsUser", context.run_as_user, 0),
-        *at_least(f"{path}.runAsGroup", context.run_as_group, 0),
+        *in_range(f"{path}.runAsUser", context.run_as_user, 0, MAX_ID),
+        *in_range(f"{path}.runAsGroup", context.run_as_group, 0, MAX_ID),
     ]
 
 
@@ -265,6 +301,8 @@ def _validate_volume_mounts(
         if mount.name not in volumes:
             errs.append(FieldError(ErrorType.NOT_FOUND, f"{at}.name", "", mount.name))
         mount_path = f"{at}.mountPath"
+        errs += too_long(mount_path, mount.mount_path, MAX_PATH_BYTES)
+        errs += too_long(f"{at}.subPath", mount.sub_path, MAX_PATH_BYTES)
         if not mount.mount_path:
             errs.append(FieldError(ErrorType.REQUIRED, mount_path, ""))
         elif not posixpath.isabs(mount.mount_path):
@@ -428,6 +466,9 @@ def _validate_http_get(action: HTTPGetAction, *, path: str) -> list[FieldError]:
         errs += [
             invalid(f"{path}.httpHeaders", header.name, m) for m in http_header_name(header.name)
         ]
+        if _HEADER_VALUE_CONTROLS.search(header.value):
+            detail = "a valid HTTP header value must not contain control characters"
+            errs.append(invalid(f"{path}.httpHeaders", header.value, detail))
     return errs
 
 

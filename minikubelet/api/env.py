@@ -15,12 +15,21 @@ ConfigMap/Secret references are rejected by validation before a pod gets here.
 ``$``, and an undefined or unterminated reference is left as written.
 
 Failures raise ``ContainerConfigError``: kubelet reports them as CreateContainerConfigError.
+
+Expansion is bounded by what ``execve`` accepts, and checked as the text grows: one argument or
+``NAME=value`` holds at most ``MAX_ARG_CHARS`` (the kernel's MAX_ARG_STRLEN, less the NUL) and
+the environment and arguments together at most ``MAX_EXEC_CHARS`` (ARG_MAX with the default
+8 MiB stack). Without that, a few variables that each repeat the one before (``B=$(A)$(A)``,
+``C=$(B)$(B)``, ...) would ask for gigabytes. ``static_expansion_problems`` runs the same
+expansion at validation time with every ``valueFrom`` variable empty, so a manifest whose own
+text is too long once expanded is refused with the field's path.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
+from typing import Final
 
 from minikubelet.api.errors import ContainerConfigError
 from minikubelet.api.model import (
@@ -33,40 +42,51 @@ from minikubelet.api.model import (
 )
 from minikubelet.api.quantity import milli_value, parse_quantity, value
 
+MAX_ARG_CHARS: Final = 32 * 4096 - 1
+MAX_EXEC_CHARS: Final = 2 * 1024 * 1024
+
 _OPERATOR = "$"
 _OPENER = "("
 _CLOSER = ")"
 
 
-def expand(text: str, lookup: Mapping[str, str]) -> str:
-    """Replace ``$(VAR)`` with ``lookup[VAR]``; ``$$`` is ``$``; anything else stays as is."""
+class ExpansionTooLong(ContainerConfigError):
+    """A ``$(VAR)`` expansion outgrew its limit (``limit``, in characters)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"expands to more than {limit} characters")
+        self.limit = limit
+
+
+def expand(text: str, lookup: Mapping[str, str], *, limit: int = MAX_ARG_CHARS) -> str:
+    """Replace ``$(VAR)`` with ``lookup[VAR]``; ``$$`` is ``$``; anything else stays as is.
+    Raises ExpansionTooLong as soon as the result would exceed ``limit`` characters."""
     out: list[str] = []
-    checkpoint = 0
-    cursor = 0
-    while cursor < len(text):
-        if text[cursor] == _OPERATOR and cursor + 1 < len(text):
-            out.append(text[checkpoint:cursor])
-            read, is_var, advance = _try_read_variable_name(text[cursor + 1 :])
-            if is_var:
-                out.append(lookup.get(read, f"$({read})"))
+    size = 0
+    checkpoint = 0  # text[checkpoint:] is not emitted yet
+    closed = True  # whether a ")" may still follow: once none does, "$(" is never a reference
+    cursor = text.find(_OPERATOR)
+    while 0 <= cursor < len(text) - 1:
+        piece, advance = text[cursor : cursor + 2], 2  # "$x" is not a reference: kept
+        following = text[cursor + 1]
+        if following == _OPERATOR:  # "$$": an escaped operator
+            piece = _OPERATOR
+        elif following == _OPENER:
+            closer = text.find(_CLOSER, cursor + 2) if closed else -1
+            if closer == -1:  # unterminated: keep "$(" and scan on after it
+                closed = False
             else:
-                out.append(read)
-            cursor += advance
-            checkpoint = cursor + 1
-        cursor += 1
+                name = text[cursor + 2 : closer]
+                piece, advance = lookup.get(name, f"$({name})"), closer + 1 - cursor
+        size += cursor - checkpoint + len(piece)
+        if size > limit:
+            raise ExpansionTooLong(limit)
+        out += (text[checkpoint:cursor], piece)
+        checkpoint = cursor + advance
+        cursor = text.find(_OPERATOR, checkpoint)
+    if size + len(text) - checkpoint > limit:
+        raise ExpansionTooLong(limit)
     return "".join(out) + text[checkpoint:]
-
-
-def _try_read_variable_name(rest: str) -> tuple[str, bool, int]:
-    """(text to emit or variable name, whether it is a variable, characters consumed)."""
-    if rest[0] == _OPERATOR:  # "$$": an escaped operator
-        return rest[0], False, 1
-    if rest[0] == _OPENER:
-        closer = rest.find(_CLOSER, 1)
-        if closer != -1:
-            return rest[1:closer], True, closer + 1
-        return _OPERATOR + _OPENER, False, 1  # unterminated: keep "$(" and scan on
-    return _OPERATOR + rest[0], False, 1  # "$x" is not a reference
 
 
 def split_subscripted_path(field_path: str) -> tuple[str, str] | None:
@@ -98,9 +118,10 @@ def resolve_env(
     for limits the container does not set, as kubelet's defaultPodLimitsForDownwardAPI does.
     """
     resolved: dict[str, str] = {}
+    budget = MAX_EXEC_CHARS
     for var in container.env or []:
         if var.value:
-            runtime_value = expand(var.value, resolved)
+            runtime_value = _expand_var(var.name, var.value, resolved, budget)
         elif var.value_from is not None:
             source = var.value_from
             if source.field_ref is not None:
@@ -126,7 +147,21 @@ def resolve_env(
         else:
             runtime_value = ""
         resolved[var.name] = runtime_value
+        budget -= len(var.name) + 1 + len(runtime_value)
     return list(resolved.items())
+
+
+def _expand_var(name: str, value: str, resolved: Mapping[str, str], budget: int) -> str:
+    try:
+        return expand(value, resolved, limit=min(MAX_ARG_CHARS - len(name) - 1, budget))
+    except ExpansionTooLong as exc:
+        raise ContainerConfigError(f"env {name!r}: {exc}{_LIMITS}") from None
+
+
+_LIMITS = (
+    f" (one argument or NAME=value may hold {MAX_ARG_CHARS}, the environment and the "
+    f"arguments together {MAX_EXEC_CHARS})"
+)
 
 
 def expand_command(
@@ -137,10 +172,65 @@ def expand_command(
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """ExpandContainerCommandAndArgs: ``$(VAR)`` in command and args from the resolved env."""
     lookup = dict(env.items() if isinstance(env, Mapping) else env)
-    return (
-        tuple(expand(part, lookup) for part in command or ()),
-        tuple(expand(part, lookup) for part in args or ()),
-    )
+    budget = MAX_EXEC_CHARS - sum(len(name) + 1 + len(value) for name, value in lookup.items())
+    expanded: list[tuple[str, ...]] = []
+    for field, parts in (("command", command), ("args", args)):
+        out: list[str] = []
+        for i, part in enumerate(parts or ()):
+            try:
+                out.append(expand(part, lookup, limit=min(MAX_ARG_CHARS, budget)))
+            except ExpansionTooLong as exc:
+                raise ContainerConfigError(f"{field}[{i}]: {exc}{_LIMITS}") from None
+            budget -= len(out[-1]) + 1
+        expanded.append(tuple(out))
+    return expanded[0], expanded[1]
+
+
+def static_expansion_problems(container: Container) -> list[tuple[str, str]]:
+    """(field path under the container, problem) for the first env value, command or args
+    entry, and the first entry of each exec probe or hook, that is too long for ``execve`` as
+    the manifest itself writes it: ``valueFrom`` variables count as empty (exec probes see them
+    so), so this is a lower bound on what the container will need."""
+    problems: list[tuple[str, str]] = []
+    resolved: dict[str, str] = {}
+    budget = MAX_EXEC_CHARS
+
+    def fits(path: str, text: str, lookup: Mapping[str, str], limit: int) -> str | None:
+        try:
+            return expand(text, lookup, limit=limit)
+        except ExpansionTooLong as exc:
+            problems.append((path, f"{exc}{_LIMITS}"))
+            return None
+
+    for i, var in enumerate(container.env or []):
+        room = min(MAX_ARG_CHARS - len(var.name) - 1, budget)
+        value = fits(f"env[{i}].value", var.value, resolved, room) if var.value else ""
+        if value is None:
+            break
+        resolved[var.name] = value
+        budget -= len(var.name) + 1 + len(value)
+    for field, parts in (("command", container.command), ("args", container.args)):
+        for i, part in enumerate(parts or ()):
+            value = fits(f"{field}[{i}]", part, resolved, min(MAX_ARG_CHARS, budget))
+            if value is None:
+                return problems
+            budget -= len(value) + 1
+    static = {var.name: var.value or "" for var in container.env or []}
+    hooks = container.lifecycle
+    for path, handler, lookup in (
+        ("livenessProbe", container.liveness_probe, static),
+        ("readinessProbe", container.readiness_probe, static),
+        ("startupProbe", container.startup_probe, static),
+        ("lifecycle.postStart", hooks and hooks.post_start, {}),  # hooks expand nothing
+        ("lifecycle.preStop", hooks and hooks.pre_stop, {}),
+    ):
+        budget = MAX_EXEC_CHARS
+        for i, part in enumerate(handler.exec.command or [] if handler and handler.exec else []):
+            value = fits(f"{path}.exec.command[{i}]", part, lookup, min(MAX_ARG_CHARS, budget))
+            if value is None:
+                break
+            budget -= len(value) + 1
+    return problems
 
 
 def expand_command_only_static(command: Sequence[str] | None, env: Sequence[EnvVar]) -> list[str]:

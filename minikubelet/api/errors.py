@@ -31,6 +31,7 @@ class ErrorType(Enum):
     NOT_SUPPORTED = "Unsupported value"
     FORBIDDEN = "Forbidden"
     TOO_LONG = "Too long"
+    TOO_MANY = "Too many"
     UNKNOWN_FIELD = "Unknown field"
 
 
@@ -60,11 +61,16 @@ class FieldError:
 
 _VALUELESS = frozenset({ErrorType.REQUIRED, ErrorType.FORBIDDEN, ErrorType.TOO_LONG})
 _MAX_RENDERED = 80  # an object or list as a bad value is shown, but not in full
+_MAX_RENDERED_STRING = 200  # likewise a long string (k8s shows it all; logs and events need not)
 
 
 def _render(value: object) -> str:
     if isinstance(value, str):
-        return json.dumps(value)
+        if len(value) <= _MAX_RENDERED_STRING:
+            return json.dumps(value)
+        # A long string is shown by its start, and its length.
+        head = json.dumps(value[: _MAX_RENDERED_STRING - 3])
+        return f'{head[:-1]}..." ({len(value)} characters)'
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):

@@ -1,8 +1,9 @@
 """Building ``FieldError``s the way ``apimachinery/pkg/util/validation/field`` does.
 
-``invalid``, ``forbidden`` and ``not_supported`` are field.Invalid, field.Forbidden and
-field.NotSupported; ``render_path`` is field.Path's String(); ``at_least`` is the single-field
-range check (ValidateNonnegativeField and its kin) that every validator shares.
+``invalid``, ``forbidden``, ``not_supported`` and ``too_long`` are field.Invalid,
+field.Forbidden, field.NotSupported and field.TooLong; ``render_path`` is field.Path's String();
+``at_least`` and ``in_range`` are the single-field range checks (ValidateNonnegativeField,
+InclusiveRangeError) that every validator shares.
 """
 
 from __future__ import annotations
@@ -35,6 +36,21 @@ def at_least(path: str, value: int | None, minimum: int) -> list[FieldError]:
     if value is None or value >= minimum:
         return []
     return [invalid(path, value, f"must be greater than or equal to {minimum}")]
+
+
+def in_range(path: str, value: int | None, low: int, high: int) -> list[FieldError]:
+    """``path: Invalid value: V: must be between LOW and HIGH, inclusive`` (InclusiveRangeError),
+    or nothing."""
+    if value is None or low <= value <= high:
+        return []
+    return [invalid(path, value, f"must be between {low} and {high}, inclusive")]
+
+
+def too_long(path: str, text: str | None, limit: int) -> list[FieldError]:
+    """field.TooLong for a string longer than ``limit`` bytes (UTF-8), or nothing."""
+    if text is None or len(text) <= limit // 4 or len(text.encode()) <= limit:
+        return []
+    return [FieldError(ErrorType.TOO_LONG, path, f"may not be more than {limit} bytes")]
 
 
 def render_path(loc: Sequence[int | str]) -> str:

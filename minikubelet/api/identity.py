@@ -45,3 +45,10 @@ class DesiredSet:
 
     pods: dict[PodKey, StaticPod] = field(default_factory=dict)
     errors: dict[str, ManifestError] = field(default_factory=dict)  # by file path
+    # The directory (or one on its way from /) fails the trust rules: every file in it is refused.
+    directory_error: ManifestError | None = None
+    # Why the directory cannot be read (missing, not a directory, no permission), or None. The
+    # pods and errors are then those last read from it, unless the source counts it as empty.
+    unavailable: str | None = None
+    # The directory read, symlinks resolved (behind git-sync's link: the checkout of one commit).
+    resolved: str | None = None

@@ -9,21 +9,51 @@ Spec models are strict and closed (``extra="forbid"``): a typo such as ``periodS
 error with its field path, never silently ignored. Real Kubernetes fields that minikubelet does
 not act on are declared as opaque JSON (``Ignored``) so that a manifest which runs on a cluster
 also loads here; ``api.validation`` reports each of them as a warning. The models say shape
-only (fields, types, enum values): ranges such as ``containerPort`` in 1..65535 or
-``periodSeconds`` of at least 1 are checked by ``api.validation``, in the same pass as the rules
-that span fields, so that a manifest's range and cross-field errors are reported together.
+only (fields, types, enum values), where the type of an integer includes Go's width: a
+``periodSeconds`` beyond int32 is not an int32, as the API server's decoder says. Ranges such
+as ``containerPort`` in 1..65535 or ``periodSeconds`` of at least 1 are checked by
+``api.validation``, in the same pass as the rules that span fields, so that a manifest's range
+and cross-field errors are reported together. The real fields that take a number or a user ID
+are typed even where minikubelet ignores them (``fsGroup``, ``activeDeadlineSeconds``,
+``priority``), so that they are validated as the API server would.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal, NewType
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, PlainSerializer
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, PlainSerializer
 from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
 
-IntOrString = int | str
-"""A port number or a port name; a percentage elsewhere in Kubernetes."""
+
+def _fits(bits: int) -> Callable[[object], object]:
+    """An integer's check against Go's intN, as the API server's decoding makes it: a value
+    outside the range is not that type at all."""
+    low, high = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+
+    def check(value: object) -> object:
+        if isinstance(value, int) and not low <= value <= high:
+            raise PydanticCustomError(
+                f"int{bits}",
+                "must be a {bits}-bit integer (between {low} and {high}, inclusive)",
+                {"bits": bits, "low": low, "high": high},
+            )
+        return value
+
+    return check
+
+
+Int32 = Annotated[int, AfterValidator(_fits(32))]
+"""An int32 field (probe periods and thresholds, ports, priority)."""
+
+Int64 = Annotated[int, AfterValidator(_fits(64))]
+"""An int64 field (grace periods, deadlines, user and group IDs)."""
+
+IntOrString = Annotated[int | str, AfterValidator(_fits(32))]
+"""A port number or a port name (intstr.IntOrString: its number is an int32)."""
 
 QuantityValue = int | float | str
 """A resource quantity as written (``100m``, ``1.5``, ``64Mi``, ``1e3``); see api.quantity."""
@@ -103,10 +133,10 @@ class ObjectMeta(Spec):
     finalizers: Ignored = None
     managed_fields: Ignored = None
     resource_version: Ignored = None
-    generation: Ignored = None
+    generation: Int64 | None = None
     self_link: Ignored = None
     deletion_timestamp: Ignored = None
-    deletion_grace_period_seconds: Ignored = None
+    deletion_grace_period_seconds: Int64 | None = None
 
 
 # --- probes and lifecycle -----------------------------------------------------------------------
@@ -135,12 +165,12 @@ class TCPSocketAction(Spec):
 
 
 class GRPCAction(Spec):
-    port: int
+    port: Int32
     service: str | None = None
 
 
 class SleepAction(Spec):
-    seconds: int
+    seconds: Int64
 
 
 class Probe(Spec):
@@ -148,12 +178,12 @@ class Probe(Spec):
     http_get: HTTPGetAction | None = None
     tcp_socket: TCPSocketAction | None = None
     grpc: GRPCAction | None = None
-    initial_delay_seconds: int = 0
-    timeout_seconds: int = 1
-    period_seconds: int = 10
-    success_threshold: int = 1
-    failure_threshold: int = 3
-    termination_grace_period_seconds: int | None = None
+    initial_delay_seconds: Int32 = 0
+    timeout_seconds: Int32 = 1
+    period_seconds: Int32 = 10
+    success_threshold: Int32 = 1
+    failure_threshold: Int32 = 3
+    termination_grace_period_seconds: Int64 | None = None
 
 
 class LifecycleHandler(Spec):
@@ -205,8 +235,8 @@ class EnvVar(Spec):
 
 class ContainerPort(Spec):
     name: str | None = None
-    container_port: int
-    host_port: int | None = None
+    container_port: Int32
+    host_port: Int32 | None = None
     host_ip: str | None = Field(default=None, alias="hostIP")
     protocol: Literal["TCP", "UDP", "SCTP"] = "TCP"
 
@@ -255,8 +285,8 @@ class SecurityContext(Spec):
         }
     )
 
-    run_as_user: int | None = None
-    run_as_group: int | None = None
+    run_as_user: Int64 | None = None
+    run_as_group: Int64 | None = None
     run_as_non_root: bool | None = None
     allow_privilege_escalation: Ignored = None
     app_armor_profile: Ignored = None
@@ -381,12 +411,12 @@ class PodSecurityContext(Spec):
         }
     )
 
-    run_as_user: int | None = None
-    run_as_group: int | None = None
+    run_as_user: Int64 | None = None
+    run_as_group: Int64 | None = None
     run_as_non_root: bool | None = None
-    fs_group: Ignored = None
+    fs_group: Int64 | None = None
     fs_group_change_policy: Ignored = None
-    supplemental_groups: Ignored = None
+    supplemental_groups: list[Int64] | None = None
     supplemental_groups_policy: Ignored = None
     sysctls: Ignored = None
     se_linux_options: Ignored = None
@@ -442,12 +472,12 @@ class PodSpec(Spec):
     init_containers: list[Container] | None = None
     volumes: list[Volume] | None = None
     restart_policy: RestartPolicy = "Always"
-    termination_grace_period_seconds: int = 30
+    termination_grace_period_seconds: Int64 = 30
     runtime_class_name: str | None = None
     security_context: PodSecurityContext | None = None
     node_name: str | None = None
 
-    active_deadline_seconds: Ignored = None
+    active_deadline_seconds: Int64 | None = None
     affinity: Ignored = None
     automount_service_account_token: Ignored = None
     dns_config: Ignored = None
@@ -466,7 +496,7 @@ class PodSpec(Spec):
     os: Ignored = None
     overhead: Ignored = None
     preemption_policy: Ignored = None
-    priority: Ignored = None
+    priority: Int32 | None = None
     priority_class_name: Ignored = None
     readiness_gates: Ignored = None
     resource_claims: Ignored = None

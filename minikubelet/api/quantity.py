@@ -7,6 +7,14 @@ included: ``ParseQuantity``'s fast path keeps small values exact; the slow path 
 whole nano-unit and caps the magnitude at 2^63-1. ``milli_value`` and ``value`` round up the way
 ``Quantity.MilliValue()`` and ``Value()`` do, so ``0.1m`` of CPU is one milli-CPU.
 
+Two bounds that apimachinery does not have, so that every amount stays an int64 for the code
+that turns it into cgroup settings, and a sum of them stays within ``Decimal``'s default
+context: the fast path's result is capped at 2^63-1 like the slow path's (Go keeps
+``1e1000000`` as it is, and its ``Value()`` then overflows), and a quantity is at most
+``MAX_QUANTITY_CHARS`` characters long (no real one comes close; it keeps parsing cheap each
+time a pod's resources are computed). The exponent, parsed as an int64, is truncated to
+32 bits as Go's ``int32(parsed)`` does: ``1e4294967296`` is 1 there, and here.
+
 Values are ``Decimal`` objects built from exact integers, never through a ``Decimal`` context,
 so no precision is lost on the way. ``canonical_quantity`` gives ``Quantity.String()`` (the
 form Kubernetes echoes back in messages, ``1500m`` -> ``1500m``, ``1.5`` -> ``1500m``).
@@ -25,6 +33,8 @@ FORMAT_ERROR = (
 )
 NUMERIC_ERROR = "unable to parse numeric value"
 SUFFIX_ERROR = "unable to parse quantity's suffix"
+MAX_QUANTITY_CHARS = 64
+LENGTH_ERROR = f"quantities may not be more than {MAX_QUANTITY_CHARS} characters"
 
 _MAX_INT64 = 2**63 - 1
 _NANO = -9  # the finest scale the slow path keeps; anything finer rounds up
@@ -181,7 +191,8 @@ def _interpret(suffix: str) -> tuple[int, int, QuantityFormat]:
     if len(suffix) > 1 and suffix[0] in "eE" and _SIGNED_INT.fullmatch(suffix[1:]):
         exponent = int(suffix[1:])
         if -(2**63) <= exponent < 2**63:
-            return 10, exponent, QuantityFormat.DECIMAL_EXPONENT
+            wrapped = (exponent + 2**31) % 2**32 - 2**31  # Go's int32(parsed)
+            return 10, wrapped, QuantityFormat.DECIMAL_EXPONENT
     raise ValueError(SUFFIX_ERROR)
 
 
@@ -189,6 +200,8 @@ def _parse(raw: object) -> _Parsed:
     text = _as_text(raw)
     if not text:
         raise ValueError(FORMAT_ERROR)
+    if len(text) > MAX_QUANTITY_CHARS:
+        raise ValueError(LENGTH_ERROR)
     if text == "0":
         return _Parsed(Decimal(0), QuantityFormat.DECIMAL_SI, "0")
     split = _split(text)
@@ -210,6 +223,8 @@ def _parse(raw: object) -> _Parsed:
         mantissa = int(shifted)
         if scale >= _NANO and mantissa <= _MAX_INT64 and mantissa * multiplier <= _MAX_INT64:
             amount = _decimal(sign * mantissa * multiplier, scale)
+            if amount.copy_abs() > _MAX_INT64:  # copy_abs needs no context to overflow
+                amount = Decimal(sign * _MAX_INT64)
             keep = (
                 exponent % 10 == 0 and mantissa & 0x07 != 0
                 if fmt is QuantityFormat.BINARY_SI

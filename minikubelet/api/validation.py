@@ -8,8 +8,9 @@ static pod may not reference. Each stage reports everything it finds, in Kuberne
 map keys as ``resources.limits[cpu]``).
 
 The stages are:
-1. YAML or JSON -> one mapping of kind Pod, apiVersion v1. YAML timestamps stay strings, as
-   they do in Kubernetes' YAML-to-JSON step.
+1. YAML or JSON -> one mapping of kind Pod, apiVersion v1 (``api.document``), within bounds
+   on size, values, depth and aliases, with every string one the kernel can take. YAML
+   timestamps stay strings, as they do in Kubernetes' YAML-to-JSON step.
 2. The schema (``api.model``): shape only, that is unknown fields, types, enum values and
    required fields. pydantic's errors become field errors (``api.schema_errors``); an unknown
    field names the object it appears in, with a did-you-mean when a real field is close. A value
@@ -22,9 +23,10 @@ The stages are:
    periods) and the rules across fields, in one pass, so ``containerPort: 70000`` and a
    volumeMount naming a missing volume are reported together, as the API server reports them.
    Per-container rules are in ``api.container_validation``; the name rules in ``api.names``.
-   Two deliberate departures from the API server: ``image`` is optional (the process runtime
-   needs none) and a ``mountPath`` must be absolute; and minikubelet backs only emptyDir and
-   hostPath volumes.
+   Deliberate departures from the API server: ``image`` is optional (the process runtime
+   needs none), a ``mountPath`` and a hostPath ``path`` must be absolute, minikubelet backs
+   only emptyDir and hostPath volumes, and strings are held to what the kernel takes (see
+   ``api.container_validation``; docs/validation.md lists every limit).
 4. kubelet's own static-pod rule (PreventStaticPodAPIReferences): no ServiceAccount, Secret,
    ConfigMap, PVC or ResourceClaim. Reported with the other errors, one per reference.
 5. ``default_pod``: SetDefaults_Pod / SetDefaults_Container for what the models cannot default.
@@ -39,17 +41,27 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from minikubelet.api.container_validation import (
+    MAX_ID,
+    MAX_PATH_BYTES,
     host_port_conflicts,
     validate_container_common,
     validate_probes_and_lifecycle,
     validate_run_as,
 )
+from minikubelet.api.document import load_document
 from minikubelet.api.errors import ErrorType, FieldError, ManifestError
-from minikubelet.api.field import at_least, forbidden, invalid, not_supported, render_path
+from minikubelet.api.field import (
+    at_least,
+    forbidden,
+    in_range,
+    invalid,
+    not_supported,
+    render_path,
+    too_long,
+)
 from minikubelet.api.model import Container, ObjectMeta, Pod, PodSpec, Spec, Volume
 from minikubelet.api.names import (
     dns1123_label,
@@ -89,6 +101,8 @@ __all__ = [
 ]
 
 RUNTIME_CLASSES: Final = ("containerd", "podman", "process")
+MAX_REPORTED: Final = 100  # errors listed per manifest; the rest are counted
+MAX_ANNOTATIONS_BYTES: Final = 256 * 1024  # TotalAnnotationSizeLimitB
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,12 +114,14 @@ class DecodedPod:
 
 
 def decode_pod(data: bytes, *, source: str) -> DecodedPod:
-    """YAML or JSON bytes -> a defaulted, validated Pod. Raises ManifestError with every problem,
-    each FieldError's path relative to the object; ``source`` names the file in messages."""
-    obj = _load(data, source=source)
+    """YAML or JSON bytes -> a defaulted, validated Pod. Raises ManifestError with every problem
+    (at most MAX_REPORTED of them), each FieldError's path relative to the object; ``source``
+    names the file in messages."""
+    document = load_document(data, source=source)
+    obj = document.value
     type_errors = _check_type_meta(obj)
     if type_errors:
-        raise ManifestError(source, type_errors)
+        raise _manifest_error(source, [*document.errors, *type_errors])
     unknown: list[FieldError] = []
     try:
         pod = Pod.model_validate_json(json.dumps(obj))
@@ -114,17 +130,27 @@ def decode_pod(data: bytes, *, source: str) -> DecodedPod:
         # manifest may still decode, and then its other problems are reported in the same go.
         extra = [e["loc"] for e in exc.errors() if e["type"] == "extra_forbidden"]
         if len(extra) != len(exc.errors()):
-            raise ManifestError(source, schema_errors(exc)) from None
+            raise _manifest_error(source, [*document.errors, *schema_errors(exc)]) from None
         unknown = schema_errors(exc)
         try:
             pod = Pod.model_validate_json(json.dumps(_without(obj, extra)))
         except ValidationError:
-            raise ManifestError(source, unknown) from None
-    errors = [*unknown, *validate_pod(pod)]
+            raise _manifest_error(source, [*document.errors, *unknown]) from None
+    errors = [*document.errors, *unknown, *validate_pod(pod)]
     if errors:
-        raise ManifestError(source, errors)
+        raise _manifest_error(source, errors)
     warnings = tuple(ignored_field_warnings(pod))
     return DecodedPod(pod=default_pod(pod), warnings=warnings)
+
+
+def _manifest_error(source: str, errors: list[FieldError]) -> ManifestError:
+    """Every error, up to MAX_REPORTED: a manifest of ten thousand bad values is one problem
+    to its author and must not become ten thousand log lines."""
+    if len(errors) <= MAX_REPORTED:
+        return ManifestError(source, errors)
+    more = len(errors) - MAX_REPORTED
+    summary = FieldError(ErrorType.TOO_MANY, "", f"{more} more errors not shown")
+    return ManifestError(source, [*errors[:MAX_REPORTED], summary])
 
 
 def _without(obj: dict[str, object], locations: list[tuple[int | str, ...]]) -> object:
@@ -137,77 +163,6 @@ def _without(obj: dict[str, object], locations: list[tuple[int | str, ...]]) -> 
         if isinstance(node, dict):
             node.pop(str(loc[-1]), None)
     return copy
-
-
-# --- 1. bytes -> one object ---------------------------------------------------------------------
-
-_Base: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-class _Loader(_Base):  # type: ignore[valid-type,misc]
-    """SafeLoader that leaves timestamps as strings (sigs.k8s.io/yaml does the same)."""
-
-
-_Loader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in _Base.yaml_implicit_resolvers.items()
-}
-
-
-def _load(data: bytes, *, source: str) -> dict[str, object]:
-    def fail(detail: str) -> ManifestError:
-        return ManifestError(source, [FieldError(ErrorType.INVALID, "", detail)])
-
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise fail(f"manifest is not UTF-8: {exc}") from None
-    documents: list[object]
-    try:
-        documents = [json.loads(text)] if text.lstrip().startswith("{") else []
-    except ValueError:
-        documents = []
-    if not documents:
-        try:
-            documents = [d for d in yaml.load_all(text, Loader=_Loader) if d is not None]
-        except yaml.YAMLError as exc:
-            raise fail(f"error parsing YAML: {_yaml_problem(exc)}") from None
-    if not documents:
-        raise fail("manifest is empty: expected one Pod")
-    if len(documents) > 1:
-        raise fail(f"found {len(documents)} YAML documents: a manifest holds exactly one Pod")
-    (document,) = documents
-    if not isinstance(document, dict):
-        kind = "list" if isinstance(document, list) else type(document).__name__
-        raise fail(f"manifest must be a YAML or JSON object (a Pod), not a {kind}")
-    jsonable = _jsonable(document)
-    assert isinstance(jsonable, dict)
-    return jsonable
-
-
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or str(exc)
-    if mark is None:
-        return str(problem)
-    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
-
-
-def _jsonable(value: object) -> object:
-    """YAML's richer data as the JSON the API decodes: string keys, no Python-only types."""
-    if isinstance(value, dict):
-        return {_json_key(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    return str(value)
-
-
-def _json_key(key: object) -> str:
-    if isinstance(key, bool):
-        return "true" if key else "false"
-    return "null" if key is None else str(key)
 
 
 def _check_type_meta(obj: Mapping[str, object]) -> list[FieldError]:
@@ -270,8 +225,17 @@ def validate_pod(pod: Pod) -> list[FieldError]:
                     )
     errs += host_port_conflicts(spec.init_containers or [], path="spec.initContainers")
     errs += at_least("spec.terminationGracePeriodSeconds", grace, 0)
+    deadline = spec.active_deadline_seconds
+    errs += in_range("spec.activeDeadlineSeconds", deadline, 1, 2**31 - 1)
+    if spec.node_name:
+        node = spec.node_name
+        errs += [invalid("spec.nodeName", node, m) for m in dns1123_subdomain(node)]
     if spec.security_context is not None:
-        errs += validate_run_as(spec.security_context, path="spec.securityContext")
+        context = spec.security_context
+        errs += validate_run_as(context, path="spec.securityContext")
+        errs += in_range("spec.securityContext.fsGroup", context.fs_group, 0, MAX_ID)
+        for i, gid in enumerate(context.supplemental_groups or []):
+            errs += in_range(f"spec.securityContext.supplementalGroups[{i}]", gid, 0, MAX_ID)
     if spec.runtime_class_name is not None and spec.runtime_class_name not in RUNTIME_CLASSES:
         errs.append(
             not_supported("spec.runtimeClassName", spec.runtime_class_name, RUNTIME_CLASSES)
@@ -298,6 +262,10 @@ def _validate_metadata(meta: ObjectMeta) -> list[FieldError]:
         errs += [invalid("metadata.labels", val, m) for m in label_value(val)]
     for key in sorted(meta.annotations or {}):
         errs += [invalid("metadata.annotations", key, m) for m in qualified_name(key.lower())]
+    size = sum(len(k.encode()) + len(v.encode()) for k, v in (meta.annotations or {}).items())
+    if size > MAX_ANNOTATIONS_BYTES:
+        detail = f"may not be more than {MAX_ANNOTATIONS_BYTES} bytes"
+        errs.append(FieldError(ErrorType.TOO_LONG, "metadata.annotations", detail))
     return errs
 
 
@@ -328,6 +296,9 @@ def _validate_volumes(volumes: Sequence[Volume]) -> tuple[dict[str, Volume], lis
                 el.append(FieldError(ErrorType.REQUIRED, host_path, ""))
             elif ".." in vol.host_path.path.split("/"):
                 el.append(invalid(host_path, vol.host_path.path, "must not contain '..'"))
+            elif not vol.host_path.path.startswith("/"):
+                el.append(invalid(host_path, vol.host_path.path, "must be an absolute path"))
+            el += too_long(host_path, vol.host_path.path, MAX_PATH_BYTES)
         name_path = f"{path}.name"
         if not vol.name:
             el.append(FieldError(ErrorType.REQUIRED, name_path, ""))

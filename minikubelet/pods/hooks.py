@@ -9,6 +9,11 @@ for hooks and kubelet ignores it with a log line; so do we.
 The caller bounds the hook: preStop by the termination grace period (its time is then taken off
 the grace SIGTERM gets), postStart by the same period, since kubelet gives it no bound at all and
 a hung hook would otherwise hold the container in ContainerCreating forever.
+
+``run_hook`` never raises for a failed hook, whatever failed: a runtime that cannot exec, and
+also an exception nobody foresaw (logged with its traceback, as a bug), come back as the
+failure message, so that the pod worker treats them like any failed hook
+(FailedPostStartHook, FailedPreStopHook). Only cancellation passes through.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
+from minikubelet.api.errors import MinikubeletError
 from minikubelet.api.model import Container, LifecycleHandler
 from minikubelet.probes.handlers import HTTPGetHandler, HTTPProber, ProbeResult
 from minikubelet.runtime.base import ExecResult
@@ -42,37 +48,54 @@ async def run_hook(
 ) -> str | None:
     """Run one hook; None on success, else kubelet's message (used as the event text).
     ``pod`` is kubelet's format.Pod: ``name_namespace(uid)``."""
-    if handler.exec is not None:
-        command = handler.exec.command or []
-        try:
-            result = await exec_fn(command, timeout)
-        except TimeoutError:
-            error, output = f"command '{' '.join(command)}' timed out", ""
-        else:
-            if result.exit_code == 0:
+    try:
+        if handler.exec is not None:
+            command = handler.exec.command or []
+            try:
+                result = await exec_fn(command, timeout)
+            except TimeoutError:
+                error, output = f"command '{' '.join(command)}' timed out", ""
+            except MinikubeletError as exc:
+                # The runtime could not exec (the container is gone, the engine refused).
+                error, output = str(exc), ""
+            else:
+                if result.exit_code == 0:
+                    return None
+                output = result.output.decode(errors="replace")
+                error = f"command '{' '.join(command)}' exited with {result.exit_code}: {output}"
+            return (
+                f"Exec lifecycle hook ({_go_list(command)}) for Container {container.name!r} "
+                f"in Pod {pod!r} failed - error: {error}, message: {output!r}"
+            ).replace("'", '"')
+        if handler.http_get is not None:
+            probe = HTTPGetHandler(
+                handler.http_get, container=container, pod_ip=pod_ip, timeout=timeout, client=http
+            )
+            outcome = await probe.probe()
+            if outcome.result in (ProbeResult.SUCCESS, ProbeResult.WARNING):
                 return None
-            output = result.output.decode(errors="replace")
-            error = f"command '{' '.join(command)}' exited with {result.exit_code}: {output}"
-        return (
-            f"Exec lifecycle hook ({_go_list(command)}) for Container {container.name!r} in Pod "
-            f"{pod!r} failed - error: {error}, message: {output!r}"
-        ).replace("'", '"')
-    if handler.http_get is not None:
-        probe = HTTPGetHandler(
-            handler.http_get, container=container, pod_ip=pod_ip, timeout=timeout, client=http
-        )
-        outcome = await probe.probe()
-        if outcome.result in (ProbeResult.SUCCESS, ProbeResult.WARNING):
+            return (
+                f"HTTP lifecycle hook ({handler.http_get.path}) for Container "
+                f'"{container.name}" in Pod "{pod}" failed - error: {outcome.output}'
+            )
+        if handler.sleep is not None:
+            await asyncio.sleep(min(float(handler.sleep.seconds), timeout))
             return None
-        return (
-            f'HTTP lifecycle hook ({handler.http_get.path}) for Container "{container.name}" in '
-            f'Pod "{pod}" failed - error: {outcome.output}'
-        )
-    if handler.sleep is not None:
-        await asyncio.sleep(min(float(handler.sleep.seconds), timeout))
+        if handler.tcp_socket is not None:
+            log.warning(
+                "container %s: tcpSocket lifecycle handlers are deprecated and not run",
+                container.name,
+            )
         return None
-    if handler.tcp_socket is not None:
-        log.warning(
-            "container %s: tcpSocket lifecycle handlers are deprecated and not run", container.name
+    except Exception as exc:
+        # Not a hook that failed: the machinery around it did (a bug). The hook counts as failed.
+        log.error(
+            "%s: container %s: running its lifecycle hook failed (a bug)",
+            pod,
+            container.name,
+            exc_info=exc,
         )
-    return None
+        return (
+            f'Lifecycle hook for Container "{container.name}" in Pod "{pod}" failed - error: '
+            f"internal error: {type(exc).__name__}: {exc}"
+        )

@@ -14,8 +14,15 @@ what it starts. Each running container instance has one waiter task (owned by th
 TaskGroup) that turns ``Runtime.wait_container`` into a message on the worker's queue; nothing
 else touches the records concurrently.
 
-Expected failures stay here: a runtime error becomes a Waiting reason, a Warning event and a
-backoff. Only bugs escape the worker (and then the reconciler's TaskGroup stops the daemon).
+Failures stay in the pod, the unexpected ones too. A runtime error becomes a Waiting reason, a
+Warning event and a backoff; so does an exception nobody foresaw at the same step, which is also
+logged with its traceback as a bug: creating the sandbox (FailedCreatePodSandBox), building a
+container's config (CreateContainerConfigError), starting it (CreateContainerError), hooks
+(FailedPostStartHook, FailedPreStopHook). A wait on a container that fails that way stops the
+container rather than lose sight of it. A sync pass that fails anywhere else is a FailedSync
+event and a retry with backoff, with the containers still supervised. If something still
+escapes ``run()``, its ``finally`` has stopped the pod's containers first, and the reconciler
+starts a new worker after a backoff (docs/robustness.md).
 """
 
 from __future__ import annotations
@@ -88,6 +95,10 @@ BACKOFF_ANNOTATION = "minikubelet.io/backoff"
 """Each container's CrashLoopBackOff state, persisted with the pod's status so that a daemon
 restart carries it on: JSON ``{container: {"delay": s, "lastUpdate": t, "attemptAt": t}}``."""
 
+# Waiting reasons a container keeps while it backs off, instead of CrashLoopBackOff: it never
+# ran, and the reason says why (kubelet shows these until the next attempt).
+_KEPT_IN_BACKOFF = ("CreateContainerConfigError", "CreateContainerError", "ErrImageNeverPull")
+
 
 @dataclass(frozen=True, slots=True)
 class WorkerSettings:
@@ -124,6 +135,19 @@ class _RoomFreed:
 
 
 _Message = _Exited | _ProbeChanged | _Stop | _RoomFreed
+
+
+def _lost(message: str) -> ContainerExit:
+    """The exit recorded for an instance whose real exit is unknown (137, like kubelet's)."""
+    stamp = now()
+    return ContainerExit(
+        exit_code=137,
+        signal=None,
+        reason=ExitReason.ERROR,
+        message=message,
+        started_at=stamp,
+        finished_at=stamp,
+    )
 
 
 @dataclass(slots=True)
@@ -227,6 +251,15 @@ class PodWorker:
             self._stop_requested = True
             self._queue.put_nowait(_Stop())
 
+    def relocate(self, static: StaticPod) -> None:
+        """The same pod (the same UID: the same bytes) is now declared by another file. Carry
+        on, naming that file from now on (``source``, the ``config.*`` annotations)."""
+        if static.uid != self.uid:
+            raise ValueError(f"{static.key}: relocate to uid {static.uid}, this pod is {self.uid}")
+        self.static = static
+        if self._tg is not None and not self._terminating:
+            self._store.put(static.key, self._entry())
+
     def restore(
         self, previous: PodStatus, *, annotations: Mapping[str, JsonValue] | None = None
     ) -> None:
@@ -305,6 +338,9 @@ class PodWorker:
         return json.dumps(saved, sort_keys=True, separators=(",", ":")) if saved else None
 
     async def run(self) -> None:
+        """Run the pod until a stop is requested. Should an exception escape (a bug outside
+        the steps that contain their own), the containers are stopped before it does, and the
+        pod's entry stays in the store for the caller to restart the pod or ``drop_status()``."""
         if self._predecessor is not None:
             # The same pod name from an older manifest: let it stop before this one starts,
             # so that the two never hold the same ports or files at once.
@@ -312,23 +348,65 @@ class PodWorker:
         if not self._restoring or self._store.get(self.static.key) is None:
             self._store.put(self.static.key, self._entry())
         self._record_warnings()
-        async with asyncio.TaskGroup() as tg:
-            self._tg = tg
-            try:
-                if await self._admit() and await self._start_sandbox():
-                    self._start_probes(tg)
-                    await self._adopt()
-                    while not self._stop_requested:
-                        progress = await self._sync()
-                        self._publish()
-                        await self._wait(min(progress.wake_in, default=None))
-            finally:
-                # Running -> Terminating. Runs on stop and on cancellation alike.
-                await self._terminate()
-        if self._admission is not None:
-            self._admission.release(self.uid)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                self._tg = tg
+                try:
+                    if await self._admit() and await self._start_sandbox():
+                        self._start_probes(tg)
+                        await self._adopt()
+                        await self._sync_loop()
+                finally:
+                    # Running -> Terminating. Runs on stop, on a bug and on cancellation alike.
+                    await self._terminate()
+        finally:
+            if self._admission is not None:
+                self._admission.release(self.uid)
+        self.drop_status()
+
+    def drop_status(self) -> None:
+        """Take the pod's entry out of the store, unless it is to stay (``keep_status``)."""
         if not self._keep_status:
             self._store.remove(self.static.key, uid=self.uid)
+
+    async def _sync_loop(self) -> None:
+        """sync, publish, wait, until a stop is requested. A pass that fails unexpectedly is a
+        FailedSync event and a retry after a backoff; the waiters keep watching the containers
+        meanwhile."""
+        while not self._stop_requested:
+            try:
+                progress = await self._sync()
+                self._publish()
+                wake_in = min(progress.wake_in, default=None)
+            except Exception as exc:
+                wake_in = self._sync_failed(exc)
+            await self._wait(wake_in)
+
+    def _sync_failed(self, exc: Exception) -> float:
+        self._backoff.next("sync", self._clock())
+        delay = self._backoff.get("sync")
+        error = self._bug("syncing the pod", exc)
+        self.event(
+            "Warning",
+            "FailedSync",
+            f"error syncing pod, retrying in {format_go_duration(delay)}: {error}",
+        )
+        try:
+            self._publish()
+        except Exception as publish_error:
+            self._bug("publishing the pod's status", publish_error)
+        return delay
+
+    def _bug(self, what: str, exc: BaseException) -> str:
+        """Log an exception nobody foresaw, with its traceback; return its text for events."""
+        self.log.error(
+            "%s: %s failed: %s (a bug in minikubelet)",
+            self.static.key,
+            what,
+            exc,
+            exc_info=exc,
+        )
+        return f"internal error: {type(exc).__name__}: {exc}"
 
     # --- events -------------------------------------------------------------------------------
 
@@ -388,9 +466,14 @@ class PodWorker:
         while not self._stop_requested:
             try:
                 sandbox = await self.runtime.start_pod(self.sandbox)
-            except RuntimeFailure as exc:
+            except Exception as exc:
+                error = (
+                    str(exc)
+                    if isinstance(exc, RuntimeFailure)
+                    else self._bug("creating the pod sandbox", exc)
+                )
                 self.event(
-                    "Warning", "FailedCreatePodSandBox", f"Failed to create pod sandbox: {exc}"
+                    "Warning", "FailedCreatePodSandBox", f"Failed to create pod sandbox: {error}"
                 )
                 self._backoff.next("sandbox", self._clock())
                 self._publish()
@@ -633,7 +716,7 @@ class PodWorker:
                         self.event("Normal", "BackOff", image_message, field_path=rec.field_path)
                     progress.wake_in.append(remaining)
                     return
-                if rec.waiting_reason not in ("CreateContainerConfigError", "ErrImageNeverPull"):
+                if rec.waiting_reason not in _KEPT_IN_BACKOFF:
                     rec.waiting_reason = "CrashLoopBackOff"
                     rec.waiting_message = (
                         f"back-off {delay} restarting failed container={rec.name} pod={pod}"
@@ -657,24 +740,15 @@ class PodWorker:
     async def _start(self, rec: ContainerRecord) -> None:
         spec = self.static.pod.spec
         try:
-            env = resolve_env(
-                pod_metadata=self.static.metadata,
-                spec=spec,
-                container=rec.spec,
-                node_name=self._settings.node_name,
-                host_ip=self._settings.host_ip,
-                pod_ip=self._pod_ip or "",
-                allocatable=self._settings.allocatable,
-            )
-            command, args = expand_command(rec.spec.command, rec.spec.args, env=env)
-            config = ContainerConfig(
-                container=rec.spec,
-                kind=rec.kind,
-                command=command,
-                args=args,
-                env=tuple(env),
-                restart_count=rec.instances,
-            )
+            config = self._container_config(rec)
+        except ContainerConfigError as exc:
+            self._failed_attempt(rec, "CreateContainerConfigError", str(exc))
+            return
+        except Exception as exc:
+            error = self._bug(f"building the config of container {rec.name}", exc)
+            self._failed_attempt(rec, "CreateContainerConfigError", error)
+            return
+        try:
             started = await self.runtime.start_container(self.sandbox, config)
         except ContainerConfigError as exc:
             self._failed_attempt(rec, "CreateContainerConfigError", str(exc))
@@ -702,6 +776,11 @@ class PodWorker:
         except RuntimeFailure as exc:
             self._failed_attempt(rec, "RunContainerError", str(exc))
             return
+        except Exception as exc:
+            # Not known to have started: a bug in the runtime, or input it could not take.
+            error = self._bug(f"starting container {rec.name}", exc)
+            self._failed_attempt(rec, "CreateContainerError", error)
+            return
         # Waiting -> Running
         if rec.exit is not None:
             rec.last_exit = rec.exit
@@ -713,12 +792,14 @@ class PodWorker:
         rec.waiting_reason = rec.waiting_message = None
         rec.backoff_reported = False
         rec.killing = False
-        self.event("Normal", "Created", f"Created container: {rec.name}", field_path=rec.field_path)
+        # Watched before anything else can go wrong: an instance nobody waits for is one whose
+        # exit would go unnoticed.
         assert self._tg is not None
         self._tg.create_task(
             self._watch(rec.name, started.container_id),
             name=f"wait {self.static.key}/{rec.name}#{rec.restart_count}",
         )
+        self.event("Normal", "Created", f"Created container: {rec.name}", field_path=rec.field_path)
         if self._probes is not None:
             self._probes.container_started(
                 rec.name, container_id=started.container_id, started_at=started.started_at
@@ -730,7 +811,7 @@ class PodWorker:
         lifecycle = rec.spec.lifecycle
         if lifecycle is not None and lifecycle.post_start is not None:
             # kubelet runs postStart before it calls the container started; a failure kills it.
-            error = await run_hook(
+            hook_error = await run_hook(
                 lifecycle.post_start,
                 container=rec.spec,
                 pod=self._format_pod(),
@@ -739,8 +820,8 @@ class PodWorker:
                 http=self._http,
                 timeout=float(spec.termination_grace_period_seconds) or 30.0,
             )
-            if error is not None:
-                self.event("Warning", "FailedPostStartHook", error, field_path=rec.field_path)
+            if hook_error is not None:
+                self.event("Warning", "FailedPostStartHook", hook_error, field_path=rec.field_path)
                 await self._kill(
                     rec,
                     grace=float(spec.termination_grace_period_seconds),
@@ -750,6 +831,27 @@ class PodWorker:
                 )
                 return
         self.event("Normal", "Started", f"Started container {rec.name}", field_path=rec.field_path)
+
+    def _container_config(self, rec: ContainerRecord) -> ContainerConfig:
+        """What the runtime gets: the spec with env resolved and $(VAR) expanded."""
+        env = resolve_env(
+            pod_metadata=self.static.metadata,
+            spec=self.static.pod.spec,
+            container=rec.spec,
+            node_name=self._settings.node_name,
+            host_ip=self._settings.host_ip,
+            pod_ip=self._pod_ip or "",
+            allocatable=self._settings.allocatable,
+        )
+        command, args = expand_command(rec.spec.command, rec.spec.args, env=env)
+        return ContainerConfig(
+            container=rec.spec,
+            kind=rec.kind,
+            command=command,
+            args=args,
+            env=tuple(env),
+            restart_count=rec.instances,
+        )
 
     def _exec_fn(self, container_id: ContainerID) -> ExecFn:
         async def exec_fn(command: Sequence[str], timeout: float) -> ExecResult:
@@ -783,15 +885,18 @@ class PodWorker:
             exit = await self.runtime.wait_container(container_id)
         except RuntimeFailure as exc:
             # The engine lost the container: kubelet reports it as ContainerStatusUnknown.
-            stamp = now()
-            exit = ContainerExit(
-                exit_code=137,
-                signal=None,
-                reason=ExitReason.ERROR,
-                message=f"The container could not be located when the pod was terminated: {exc}",
-                started_at=stamp,
-                finished_at=stamp,
-            )
+            exit = _lost(f"The container could not be located when the pod was terminated: {exc}")
+        except Exception as exc:
+            # Whether it still runs is unknown, and nothing would see it end: stop it, so that
+            # it is restarted under supervision rather than left running unwatched.
+            error = self._bug(f"waiting for container {name}", exc)
+            try:
+                await self.runtime.stop_container(
+                    container_id, grace_seconds=self._settings.minimum_grace_period
+                )
+            except Exception as stop_error:
+                self._bug(f"stopping container {name} after its wait failed", stop_error)
+            exit = _lost(f"The container was stopped because waiting for it failed: {error}")
         self._queue.put_nowait(_Exited(name, container_id, exit))
 
     # --- messages -----------------------------------------------------------------------------
@@ -802,9 +907,15 @@ class PodWorker:
                 message = await self._queue.get()
         except TimeoutError:
             return
-        await self._handle(message)
+        await self._handle_safely(message)
         while not self._queue.empty():
-            await self._handle(self._queue.get_nowait())
+            await self._handle_safely(self._queue.get_nowait())
+
+    async def _handle_safely(self, message: _Message) -> None:
+        try:
+            await self._handle(message)
+        except Exception as exc:
+            self._bug(f"handling {message}", exc)
 
     async def _handle(self, message: _Message) -> None:
         if isinstance(message, _Stop | _RoomFreed):
@@ -843,8 +954,12 @@ class PodWorker:
             message.exit.exit_code,
             message.exit.reason.value,
         )
-        with contextlib.suppress(RuntimeFailure):
+        try:
             await self.runtime.remove_container(message.container_id)
+        except RuntimeFailure as exc:
+            self.log.debug("%s: removing container %s: %s", self.static.key, rec.name, exc)
+        except Exception as exc:
+            self._bug(f"removing container {rec.name}", exc)
 
     # --- termination --------------------------------------------------------------------------
 
@@ -894,6 +1009,10 @@ class PodWorker:
         except RuntimeFailure as exc:
             self.log.warning("stopping container %s: %s", rec.name, exc)
             return
+        except Exception as exc:
+            # The pod's stop_pod, at the latest, kills what is left.
+            self._bug(f"stopping container {rec.name}", exc)
+            return
         if drain:
             # The waiter delivers the exit; take it now so that status is right at once.
             await self._drain_exits(rec)
@@ -906,7 +1025,7 @@ class PodWorker:
                     message = await self._queue.get()
             except TimeoutError:
                 break
-            await self._handle(message)
+            await self._handle_safely(message)
 
     async def _kill_all(self, *, reason_message: str | None) -> None:
         """Regular (and plain init) containers in parallel, then sidecars in reverse order."""
@@ -921,18 +1040,24 @@ class PodWorker:
 
     async def _terminate(self) -> None:
         self._terminating = True
-        if self._probes is not None:
-            self._probes.stop_liveness_and_startup()
-        self._publish()
         try:
+            if self._probes is not None:
+                self._probes.stop_liveness_and_startup()
+            self._publish()
             await self._kill_all(reason_message=None)
+        except Exception as exc:
+            self._bug("stopping the pod's containers", exc)  # stop_pod below kills the rest
         finally:
             if self._probe_task is not None:
                 self._probe_task.cancel()
             if self._owns_http:
                 await self._http.aclose()
-            with contextlib.suppress(RuntimeFailure):
+            try:
                 await self.runtime.stop_pod(self.sandbox)
+            except RuntimeFailure as exc:
+                self.log.warning("%s: stopping the pod sandbox: %s", self.static.key, exc)
+            except Exception as exc:
+                self._bug("stopping the pod sandbox", exc)
             self.log.info("pod stopped")
 
     # --- status -------------------------------------------------------------------------------

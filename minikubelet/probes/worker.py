@@ -16,6 +16,11 @@ is current, and answers ``is_started`` / ``is_ready`` / ``failed_probe`` from th
 cache. Probes never act on a container: they write results and events, and the pod worker
 decides what to restart (it listens on ``results``: ``results.add_listener``).
 
+Failures stay in the probe: a handler that raises (whatever it raises) is an errored attempt,
+like any other UNKNOWN outcome, and is logged with its traceback as a bug; an exception in a
+worker's own bookkeeping is logged and the worker carries on at its next tick. Neither ends the
+manager, the pod worker or the daemon.
+
 Events use kubelet's exact texts (prober.go): Warning ``Unhealthy`` ``Liveness probe failed:
 <output>``, Warning ``Unhealthy`` ``Readiness probe errored and resulted in unknown state:
 <error>``, Warning ``ProbeWarning`` ``Startup probe warning: <output>``.
@@ -33,7 +38,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from types import TracebackType
 
-from minikubelet.api.errors import RuntimeFailure
+from minikubelet.api.errors import MinikubeletError, RuntimeFailure
 from minikubelet.api.model import Container, EventType, Probe
 from minikubelet.probes.handlers import (
     ExecFn,
@@ -53,6 +58,9 @@ log = logging.getLogger(__name__)
 
 MAX_PROBE_RETRIES = 3
 """Attempts per tick while the handler errors (kubelet's maxProbeRetries)."""
+
+BUG_RETRY = 10.0
+"""Seconds a worker waits after its own tick failed (a bug) before it tries again."""
 
 INITIAL_RESULTS = {
     ProbeKind.READINESS: ProbeResult.FAILURE,  # not ready until proven
@@ -266,12 +274,23 @@ class ProbeWorker:
         return True
 
     async def _attempt(self) -> ProbeOutcome:
-        outcome = await self._handler.probe()
+        outcome = await self._probe()
         for _ in range(MAX_PROBE_RETRIES - 1):
             if outcome.result is not ProbeResult.UNKNOWN:
                 break
-            outcome = await self._handler.probe()
+            outcome = await self._probe()
         return outcome
+
+    async def _probe(self) -> ProbeOutcome:
+        """One handler call; an exception from it is an errored attempt (UNKNOWN)."""
+        try:
+            return await self._handler.probe()
+        except Exception as exc:
+            if isinstance(exc, MinikubeletError):
+                self.log.info("probe errored: %s", exc)
+                return ProbeOutcome(ProbeResult.UNKNOWN, str(exc))
+            self.log.error("probe handler raised (a bug)", exc_info=exc)
+            return ProbeOutcome(ProbeResult.UNKNOWN, f"internal error: {type(exc).__name__}: {exc}")
 
     def _event(self, reason: str, message: str) -> None:
         self._on_event("Warning", reason, message)
@@ -298,30 +317,44 @@ class ProbeWorker:
 
     async def run(self) -> None:
         """probe_once() every periodSeconds until it says stop or stop() is called."""
-        period = float(self.probe.period_seconds)
         try:
-            tick = self._clock()
-            while not self._stopping:
-                if not self._jitter_done and self._instance is not None:
-                    self._jitter_done = True
-                    delay = self._jitter()
-                    if delay > 0:
-                        await self._sleep_until(self._clock() + delay)
-                        tick = self._clock()
-                        if self._stopping:
-                            break
-                if not await self.probe_once():
-                    break
-                # The next tick on the original grid; ticks missed by a slow probe are dropped.
-                now = self._clock()
-                tick += period * max(1, int((now - tick) // period) + 1)
-                await self._sleep_until(tick)
-                if self._triggered:
-                    self._triggered = False
+            tick: float | None = self._clock()
+            while tick is not None and not self._stopping:
+                try:
+                    tick = await self._tick(tick)
+                except Exception as exc:
+                    # A bug in this worker, not in the container: say so, and try again later.
+                    self.log.error(
+                        "probe worker failed (a bug); trying again in %gs", BUG_RETRY, exc_info=exc
+                    )
+                    await self._sleep_until(self._clock() + BUG_RETRY)
                     tick = self._clock()
         finally:
             if self._container_id is not None:
                 self._results.remove(self._container_id, self.kind)
+
+    async def _tick(self, tick: float) -> float | None:
+        """One period: probe, then sleep until the next tick on the grid, which is returned
+        (None: the worker is done)."""
+        period = float(self.probe.period_seconds)
+        if not self._jitter_done and self._instance is not None:
+            self._jitter_done = True
+            delay = self._jitter()
+            if delay > 0:
+                await self._sleep_until(self._clock() + delay)
+                tick = self._clock()
+                if self._stopping:
+                    return None
+        if not await self.probe_once():
+            return None
+        # The next tick on the original grid; ticks missed by a slow probe are dropped.
+        now = self._clock()
+        tick += period * max(1, int((now - tick) // period) + 1)
+        await self._sleep_until(tick)
+        if self._triggered:
+            self._triggered = False
+            tick = self._clock()
+        return tick
 
 
 @dataclass(slots=True)

@@ -82,6 +82,14 @@ events task, nothing else. Leaving ``async with`` cancels them; containers keep 
 
 When podman is unreachable every call raises ``RuntimeFailure`` naming the socket; the worker
 turns it into a waiting reason, an event and a backoff, and the next attempt simply reconnects.
+
+The engine check (``podman_engine``): each time the event stream connects (the daemon's start,
+every reconnect) the runtime asks podman for its version and OCI runtime and whether it can make
+a pod's infra container, and keeps ``report`` (an ``EngineReport``) up to date: what is missing,
+naming the package to install, said once as a Node Warning event by the daemon, and a
+``/healthz?verbose`` line. A pod that podman cannot create for such a reason gets the same advice
+in its FailedCreatePodSandBox message; once a pod can be created again, the check runs again and
+clears the warning when the problem is gone.
 """
 
 from __future__ import annotations
@@ -117,7 +125,7 @@ from minikubelet.api.errors import (
 from minikubelet.api.model import Container, Volume
 from minikubelet.api.quantity import parse_quantity, value
 from minikubelet.api.resources import container_resources
-from minikubelet.runtime import mounts
+from minikubelet.runtime import mounts, podman_engine
 from minikubelet.runtime.base import (
     ContainerConfig,
     ContainerExit,
@@ -129,6 +137,7 @@ from minikubelet.runtime.base import (
     RecoveredContainer,
     StartedContainer,
 )
+from minikubelet.runtime.engine import EngineReport
 from minikubelet.runtime.podman_api import JSON, PodmanClient, PodmanError, demux, path_arg
 from minikubelet.runtime.podman_oom import OomWatch
 
@@ -231,13 +240,14 @@ class PodmanRuntime:
         request_timeout: float = 60.0,
         ulimits: Mapping[str, int] | None = None,
         container_events: ContainerEventSink | None = None,
+        engine_report: EngineReport | None = None,
     ) -> None:
         """``oci_runtime``: "auto" picks runc on cgroup v1 hosts and podman's own choice
         elsewhere; None always leaves it to podman. ``ulimits`` ({"nofile": 20000}) sets soft
         and hard limits of every container; None leaves them to containers.conf.
         ``container_events`` receives kubelet's image events and what podman's events say was
         done outside minikubelet (see ContainerEventSink); without it they only go to the
-        log."""
+        log. ``engine_report`` receives the engine check's findings (module docstring)."""
         self.socket = socket
         self._api = PodmanClient(socket, timeout=request_timeout)
         self._network = network
@@ -249,6 +259,9 @@ class PodmanRuntime:
         self._log_max_bytes = log_max_bytes
         self._container_events = container_events
         self._events_connected = False  # the event stream is following podman right now
+        self.report = engine_report or EngineReport("podman")
+        self.report.waiting(f"podman has not answered on {socket} yet")
+        self._checking: asyncio.Task[None] | None = None  # the engine check, while it runs
         self._pods: dict[str, _Pod] = {}  # by pod UID
         self._instances: dict[ContainerID, _Instance] = {}
         self._tasks = TaskSet(log)
@@ -322,11 +335,16 @@ class PodmanRuntime:
             await self._api.call("POST", "/pods/create", body=spec, what=f"create pod {name}")
         except PodmanError as exc:
             if not _conflict(exc):
-                raise
+                raise self._explained(exc) from exc
             # Created by an earlier attempt (or an earlier daemon) for this very UID: reuse it.
-        await self._api.call(
-            "POST", f"/pods/{path_arg(name)}/start", what=f"start pod {name}", ok=(200, 304)
-        )
+        try:
+            await self._api.call(
+                "POST", f"/pods/{path_arg(name)}/start", what=f"start pod {name}", ok=(200, 304)
+            )
+        except PodmanError as exc:
+            raise self._explained(exc) from exc
+        if self.report.problem is not None:
+            self._check_engine()  # a pod works again: see whether the problem is gone
         sandbox = PodSandbox(pod_ip=await self._pod_ip(name))
         self._pods[pod.uid] = _Pod(
             name=name, sandbox=sandbox, volumes=volumes, mountpoints=mountpoints
@@ -842,6 +860,11 @@ class PodmanRuntime:
                 # podman closed the stream (its service stopped): follow it again.
                 raise PodmanError("follow podman's events: the stream ended", status=0)
             except PodmanError as exc:
+                self.report.waiting(
+                    f"podman does not answer on {self.socket}; podman pods wait until it does"
+                    if exc.status == 0
+                    else f"following podman's events failed: {exc}"
+                )
                 if self._events_connected:
                     self._events_connected = False
                     delays = iter(RECONNECT_DELAYS)
@@ -854,6 +877,34 @@ class PodmanRuntime:
     def _events_opened(self) -> None:
         self._events_connected = True
         log.debug("following podman's events")
+        self._check_engine()
+
+    # --- the engine check ---------------------------------------------------------------------
+
+    def _check_engine(self) -> None:
+        """Check podman (podman_engine.check) in the background, unless a check runs already."""
+        if self._checking is None or self._checking.done():
+            self._checking = self._spawn(self._run_check(), name="podman engine check")
+
+    async def _run_check(self) -> None:
+        try:
+            problem = await podman_engine.check(self._api)
+        except PodmanError as exc:
+            self.report.waiting(f"the engine check failed: {exc}")
+            return
+        if problem is None:
+            self.report.ready()
+        else:
+            self.report.missing(problem)
+
+    def _explained(self, exc: PodmanError) -> PodmanError:
+        """podman's error creating or starting a pod, with what to do about it when known (and
+        then reported like a failed engine check)."""
+        hint = podman_engine.explain(exc.detail) if exc.status != 0 else None
+        if hint is None:
+            return exc
+        self.report.missing(podman_engine.infra_problem(exc.detail))
+        return PodmanError(f"{exc}; {hint}", status=exc.status, cause=exc.cause, detail=exc.detail)
 
     def _on_event_line(self, line: bytes) -> str | None:
         """One event of podman's stream -> its meaning for a tracked instance (module doc).

@@ -49,10 +49,11 @@ Params = Mapping[str, str | int | Sequence[str]]
 class PodmanError(RuntimeFailure):
     """podman answered an operation with an error status."""
 
-    def __init__(self, message: str, *, status: int, cause: str = "") -> None:
+    def __init__(self, message: str, *, status: int, cause: str = "", detail: str = "") -> None:
         super().__init__(message)
         self.status = status  # the HTTP status (404: no such object, 409: conflict/state)
         self.cause = cause  # podman's short "cause" field, e.g. "no such container"
+        self.detail = detail or message  # podman's own message, without the operation's name
 
 
 class PodmanUnreachable(PodmanError):
@@ -205,9 +206,8 @@ def _error_of(what: str, status: int, raw: bytes) -> PodmanError:
             cause = str(doc.get("cause") or "")
     except ValueError:
         message = raw.decode(errors="replace").strip()
-    return PodmanError(
-        f"{what}: {message or f'HTTP {status}'}", status=status, cause=cause or message
-    )
+    detail = message or f"HTTP {status}"
+    return PodmanError(f"{what}: {detail}", status=status, cause=cause or message, detail=detail)
 
 
 async def demux(chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[int, bytes]]:

@@ -105,12 +105,21 @@ from minikubelet.runtime.base import (
     RecoveredContainer,
     StartedContainer,
 )
+from minikubelet.runtime.engine import EngineReport
 from minikubelet.runtime.instances import InstanceRecord
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 """The PATH a container gets when its env sets none (containerd's default for Linux)."""
+
+HOST_TOOL_PACKAGES = {  # the host tools this runtime runs, and their Debian packages
+    "unshare": "util-linux",
+    "nsenter": "util-linux",
+    "setpriv": "util-linux",
+    "mount": "mount",
+    "umount": "mount",
+}
 
 SETUP_TIMEOUT = 30.0  # the binds in the new namespace; a hung hostPath must not hang the start
 GROUP_EXIT_TIMEOUT = 5.0  # after SIGKILL to a container, for every process of it to be gone
@@ -189,6 +198,8 @@ class ProcessRuntime:
         mount_namespaces: bool | None = None,
         cgroups: CgroupDriver | None = None,
         node_memory: int | None = None,
+        engine_report: EngineReport | None = None,
+        tool_path: str | None = None,
     ) -> None:
         """``mount_namespaces``: None uses them when root and unshare works; False never does
         (what a non-root daemon gets, for tests and for hosts that forbid unshare).
@@ -196,14 +207,19 @@ class ProcessRuntime:
         ``cgroups``: a set-up driver to enforce limits with, or to track processes with
         (``CgroupDriver(..., limits=False)``); None runs containers without cgroups (the daemon
         decides, and reports why). ``node_memory`` (bytes, default the host's RAM) is what a
-        Burstable container's oom_score_adj is computed against."""
+        Burstable container's oom_score_adj is computed against.
+
+        ``engine_report`` receives what is missing on the host, as root: util-linux and mount
+        (the private mount namespace, exec into it, runAsUser). ``tool_path`` is where those
+        tools are looked up (default: $PATH, then the usual system directories)."""
         self._root = root
         self._cgroups = cgroups
         self._node_memory = node_memory or os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
         self._log_max_bytes = log_max_bytes
         self._log_max_files = log_max_files
         self._want_namespaces = mount_namespaces
-        search = f"{os.environ.get('PATH', '')}:{DEFAULT_PATH}"
+        search = tool_path or f"{os.environ.get('PATH', '')}:{DEFAULT_PATH}"
+        self.report = engine_report or EngineReport("process")
         self._sh = shutil.which("sh", path=search) or "/bin/sh"
         self._unshare = shutil.which("unshare", path=search)
         self._mount = shutil.which("mount", path=search)
@@ -252,6 +268,7 @@ class ProcessRuntime:
             log.info("process runtime without mount namespaces: %s", self._no_isolation)
         else:
             self._nsenter_wdns = await self._check_nsenter_wdns()
+        self._report_host_tools()
         self._boot_id = procs.boot_id()
         self._watcher.start()
         self._entered = True
@@ -323,6 +340,36 @@ class ProcessRuntime:
             reason = err.decode(errors="replace").strip() or f"exit code {proc.returncode}"
             return f"volume mounts need a private mount namespace: {reason}"
         return None
+
+    def _report_host_tools(self) -> None:
+        """As root, what the host lacks for the features above, with the package to install.
+        (Without root there are no namespaces to make: nothing is missing then.)"""
+        if os.geteuid() != 0 or self._want_namespaces is False:
+            self.report.ready()
+            return
+        tools = {
+            "unshare": self._unshare,
+            "nsenter": self._nsenter,
+            "setpriv": self._setpriv,
+            "mount": self._mount,
+            "umount": self._umount,
+        }
+        missing = [name for name, path in tools.items() if path is None]
+        if missing:
+            lost = []
+            if set(missing) - {"setpriv"}:
+                lost.append("no volume mounts, no private /tmp")
+            if "setpriv" in missing:
+                lost.append("no runAsUser")
+            packages = sorted({HOST_TOOL_PACKAGES[name] for name in missing})
+            self.report.missing(
+                f"{', '.join(missing)} not found, so containers get {' and '.join(lost)}: "
+                f"apt-get install {' '.join(packages)}"
+            )
+        elif self._no_isolation is not None:
+            self.report.missing(f"containers get no volume mounts: {self._no_isolation}")
+        else:
+            self.report.ready()
 
     async def _check_nsenter_wdns(self) -> bool:
         """Whether nsenter has --wdns (util-linux >= 2.38): its help lists the option."""

@@ -9,9 +9,10 @@ see a diff, so a lost wake-up or a burst of events can only delay the truth, nev
 Why it is shaped this way:
 
 - **Two triggers, one pass.** inotify (asyncinotify; 0 CPU when idle) says *which* names to look
-  at; a full resync every ``resync_period`` seconds (kubelet's ``fileCheckFrequency``) catches
-  what inotify cannot see: a directory created after start, a symlink's target edited elsewhere,
-  a queue overflow, a watch that could not be placed. Both end in the same ``_refresh`` pass,
+  at, or that the path to the directory may lead elsewhere now; a full resync every
+  ``resync_period`` seconds (kubelet's ``fileCheckFrequency``) catches what inotify cannot see:
+  a symlinked file's target edited elsewhere, a queue overflow, a watch that could not be
+  placed. Both end in the same ``_refresh`` pass,
   which is plain blocking code run through ``asyncio.to_thread`` (listing, stat, read and YAML
   parsing never block the loop). Only that pass touches the per-file state, and only one pass
   runs at a time; the loop side only collects names from inotify events.
@@ -24,30 +25,65 @@ Why it is shaped this way:
   path settles, the snapshot keeps what it had for it (the old pod, the old error, or nothing),
   so a half-written file never starts a pod and never removes a running one; a deletion settles
   the same way, so an editor's rename-away-then-write does not stop the pod.
-- **Identity.** UID = the first 128 bits (32 hex characters) of SHA-256 over the file's raw bytes,
-  ``host:<node>`` and ``file:<path>`` (length-framed; see ``static_pod_uid``). Raw bytes rather
-  than the decoded pod (kubelet hashes the decoded object with fnv-128a) keep UIDs stable across
-  minikubelet upgrades that change defaulting, which restart recovery needs; the cost is that a
-  comment-only edit also recreates the pod ("any edit is a new pod"). A file whose bytes did not
-  change keeps its ``StaticPod`` object (and so ``config.seen``) across resyncs and touches, and
-  is not parsed again.
+- **Swaps.** Fleet tools replace the whole directory atomically: git-sync swaps a symlink
+  (``current -> rev2``), others rename a new directory over the old one. ``pathwatch.py`` watches
+  every directory the path is resolved through, for the names looked up there, so a swap
+  anywhere on the way is an event; the pass then walks the path again and watches what it leads
+  to now. Each pass opens the directory once and lists, stats and reads through that
+  descriptor, so a snapshot never mixes two revisions however often the path is swapped
+  meanwhile; a descriptor that is not the directory of the last walk (a swap whose event is
+  still queued) makes the pass walk again first. A directory swapped in is complete by the
+  swapper's contract, so its pass reads every file and drops every file gone at once, without
+  settling: the swap is one snapshot.
+- **Identity.** UID = the first 128 bits (32 hex characters) of SHA-256 over the file's raw bytes
+  and ``host:<node>`` (length-framed; see ``static_pod_uid``). Raw bytes rather than the decoded
+  pod (kubelet hashes the decoded object with fnv-128a) keep UIDs stable across minikubelet
+  upgrades that change defaulting, which restart recovery needs; the cost is that a
+  comment-only edit also recreates the pod ("any edit is a new pod"). kubelet also hashes the
+  file's path; we do not, so that a manifest that only moved (renamed, or swapped in under
+  another name, or a ``--manifests`` that now names a git-sync link) keeps its pod, and two pods
+  cannot share a UID anyway: equal bytes declare the same name, and one of them is a duplicate.
+  A file gone whose bytes live on under another name is dropped at once (no settling), so the
+  rename is one snapshot in which the pod's ``source`` changes and its UID does not. A file
+  whose bytes did not change keeps its ``StaticPod`` object (and so ``config.seen``) across
+  resyncs, touches and swaps, and is not parsed again.
 - **Duplicates.** Two files declaring the same ``<namespace>/<full name>``: the file that already
   owned the key in the previous snapshot keeps it; otherwise sorted path order wins. The loser
   gets a ``metadata.name`` Duplicate error naming the winner.
 
 Paths are reported as ``directory / name`` with ``directory`` exactly as given to the
-constructor; that string is the ``source``, the ``errors`` key, the ``minikubelet.io/config.file``
-annotation and part of the UID.
+constructor (``/srv/m/current/web.yaml`` whatever ``current`` leads to); that string is the
+``source``, the ``errors`` key and the ``minikubelet.io/config.file`` annotation.
 
-A missing directory is not created: the source logs once, publishes an empty set, and looks for
-it again on every resync (inotify cannot watch what does not exist). The same goes for a
-directory that disappears while running.
+**Trust.** A manifest can run anything as the daemon's user, so the directory is exactly as
+trusted as root, and ``trust.py`` enforces that (sshd's StrictModes): a file is read only if it,
+the directory and every directory on its way from ``/`` (symlinks followed) pass the rules there.
+A file that fails is an error like any other (a Forbidden field error naming the path, its owner,
+mode and fix) and is neither read nor parsed; the opened file is judged again by ``fstat``, so a
+swap between the check and the open is caught. A failing directory fails every file below it and
+is also published as ``DesiredSet.directory_error``. Files are judged when they are (re)read;
+their fingerprints do not change when a directory up the path is chmodded, so every full pass
+judges the directory and every known file again, and a file trusted again is read afresh (its
+refusal stays published until then, so a running pod is not stopped in between). A change of
+the mode or owner of the directory, of a directory on its way or of a symlink on its way
+(IN_ATTRIB, seen by the watches above) triggers a full pass at once; one on the way to a
+symlinked file's target is seen by the next resync. A directory swapped in is judged by the
+same full pass before anything in it is read. ``trust_non_root_files`` turns all of this off.
+
+**Unavailable is not empty.** A directory that does not exist, is not a directory or cannot be
+listed is not created, and it does not mean "no pods": every entry stays as last read (running
+pods keep running, nothing settles), and ``DesiredSet.unavailable`` says why. The directory it
+would appear in is watched, so its return (created, renamed in, a link made) is read at once,
+with the usual settling. Removing every file from a directory that exists is how all pods are
+removed. ``missing_is_empty`` restores kubelet's way: unavailable counts as empty.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import functools
 import hashlib
 import logging
 import os
@@ -59,8 +95,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
-from asyncinotify import Event, Inotify, Mask, Watch
+from asyncinotify import Event, Inotify, Mask
 
+from minikubelet.api.document import MAX_MANIFEST_BYTES
 from minikubelet.api.errors import ErrorType, FieldError, ManifestError
 from minikubelet.api.identity import (
     CONFIG_FILE,
@@ -72,6 +109,7 @@ from minikubelet.api.identity import (
 )
 from minikubelet.api.model import PodKey, pod_key
 from minikubelet.api.validation import DecodedPod, decode_pod
+from minikubelet.source import pathwalk, pathwatch, trust
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -83,7 +121,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MAX_BYTES: Final = 10 * 1024 * 1024  # kubelet's limit per manifest file
+DEFAULT_MAX_BYTES: Final = MAX_MANIFEST_BYTES  # 1 MiB, the API server's (kubelet reads 10 MiB)
 
 # Editor and package-manager leftovers (``web.yaml~``, ``.web.yaml.swp``, ``web.yaml.bak``,
 # ``.orig``, ``.dpkg-new``, ``.rpmsave``, a writer's ``web.yaml.tmp``) never end in one of these,
@@ -91,21 +129,7 @@ DEFAULT_MAX_BYTES: Final = 10 * 1024 * 1024  # kubelet's limit per manifest file
 # its backups become pods, K issue #136962).
 _EXTENSIONS: Final = (".yaml", ".yml", ".json")
 
-_WATCH_MASK: Final = (
-    Mask.CREATE
-    | Mask.DELETE
-    | Mask.MODIFY
-    | Mask.ATTRIB
-    | Mask.CLOSE_WRITE
-    | Mask.MOVED_FROM
-    | Mask.MOVED_TO
-    | Mask.DELETE_SELF
-    | Mask.MOVE_SELF
-    | Mask.ONLYDIR
-    | Mask.EXCL_UNLINK
-)
 _WRITER_DONE: Final = Mask.CLOSE_WRITE | Mask.MOVED_TO
-_WATCH_GONE: Final = Mask.IGNORED | Mask.DELETE_SELF | Mask.MOVE_SELF
 
 # File timestamps come from the kernel's coarse clock, which may lag time.time() by a tick.
 _CLOCK_SLACK: Final = 0.01
@@ -118,25 +142,34 @@ def is_manifest_name(name: str) -> bool:
     return not name.startswith(".") and name.lower().endswith(_EXTENSIONS)
 
 
-def static_pod_uid(content: bytes, *, node_name: str, path: str) -> str:
-    """The static pod UID: sha256(len(content) as 8 bytes BE, content, "host:<node>\\n",
-    "file:<path>") truncated to 128 bits, as 32 lowercase hex characters (kubelet's UID is the
-    32-hex fnv-128a of the decoded pod + host + file; see the module docstring for why bytes)."""
+def static_pod_uid(content: bytes, *, node_name: str) -> str:
+    """The static pod UID: sha256(len(content) as 8 bytes BE, content, "host:<node>") truncated
+    to 128 bits, as 32 lowercase hex characters. kubelet hashes the decoded pod, the node and
+    the file's path; see the module docstring for why these are the raw bytes and no path."""
     h = hashlib.sha256()
     h.update(len(content).to_bytes(8, "big"))
     h.update(content)
-    h.update(f"host:{node_name}\n".encode())
-    h.update(f"file:{path}".encode())
+    h.update(f"host:{node_name}".encode())
     return h.hexdigest()[:32]
 
 
-def load_manifest(path: Path, *, node_name: str, max_bytes: int = DEFAULT_MAX_BYTES) -> StaticPod:
-    """Read, decode and name one manifest the way the source would (for ``validate``).
+def load_manifest(
+    path: Path,
+    *,
+    node_name: str,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    trust_non_root_files: bool = False,
+) -> StaticPod:
+    """Read, decode and name one manifest the way the source would (for ``validate``), trust
+    checks included (against root and this process's user).
 
     Blocking. No name filter and no settling: the caller chose the file. Raises ManifestError."""
     source = str(path)
-    outcome = _read_file(source, max_bytes=max_bytes)
-    if isinstance(outcome, _Unreadable):
+    owners = None if trust_non_root_files else trust.trusted_owners()
+    if owners is not None and (problems := trust.check_path(source, owners=owners)):
+        raise trust.refusal(source, problems, owners=owners)
+    outcome = _read_file(source, max_bytes=max_bytes, owners=owners)
+    if isinstance(outcome, _Unreadable | _Refused):
         raise outcome.error
     if isinstance(outcome, _Absent):
         what = "is a directory, not a manifest file" if path.is_dir() else "no such file"
@@ -145,7 +178,7 @@ def load_manifest(path: Path, *, node_name: str, max_bytes: int = DEFAULT_MAX_BY
         raise ManifestError(
             source, [FieldError(ErrorType.INVALID, "", "the file changed while it was read")]
         )
-    uid = static_pod_uid(outcome.data, node_name=node_name, path=source)
+    uid = static_pod_uid(outcome.data, node_name=node_name)
     result = _decode(outcome.data, source=source, uid=uid, node_name=node_name)
     if isinstance(result, ManifestError):
         raise result
@@ -156,6 +189,7 @@ def load_manifest(path: Path, *, node_name: str, max_bytes: int = DEFAULT_MAX_BY
 
 _Fingerprint = tuple[int, int, int, int]  # (st_ino, st_size, st_mtime_ns, st_ctime_ns)
 _UNSTATABLE: Final[_Fingerprint] = (-1, -1, -1, -1)  # stat() failed for another reason
+_RECHECK: Final[_Fingerprint] = (-2, -2, -2, -2)  # refused, trusted now: read it afresh
 
 
 def _fingerprint(st: os.stat_result) -> _Fingerprint:
@@ -180,15 +214,29 @@ class _Unreadable:
 
 
 @dataclass(frozen=True, slots=True)
+class _Refused:
+    fingerprint: _Fingerprint
+    error: ManifestError  # the trust rules' refusal of the file that was opened
+
+
+@dataclass(frozen=True, slots=True)
 class _Absent:
     pass
 
 
-def _read_file(path: str, *, max_bytes: int) -> _Content | _Changing | _Unreadable | _Absent:
+def _read_file(
+    path: str, *, max_bytes: int, owners: frozenset[int] | None = None, dir_fd: int | None = None
+) -> _Content | _Changing | _Unreadable | _Refused | _Absent:
     """One read through one descriptor. O_NONBLOCK so that a FIFO named ``x.yaml`` (or one
-    swapped in after a stat) cannot hang the thread; fstat decides what the file is."""
+    swapped in after a stat) cannot hang the thread; fstat decides what the file is, and with
+    ``owners`` whether it may be read at all (the file opened, not the one checked before).
+    With ``dir_fd``, the file of that name in that directory is read (``path`` names it)."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+        if dir_fd is None:
+            fd = os.open(path, flags)
+        else:
+            fd = os.open(os.path.basename(path), flags, dir_fd=dir_fd)
     except (FileNotFoundError, NotADirectoryError):
         return _Absent()
     except IsADirectoryError:
@@ -202,6 +250,10 @@ def _read_file(path: str, *, max_bytes: int) -> _Content | _Changing | _Unreadab
             return _Absent()
         if not stat.S_ISREG(before.st_mode):
             return _Unreadable(fp, _not_regular(path))
+        if owners is not None:
+            problem = trust.file_problem(path, before, owners=owners)
+            if problem is not None:
+                return _Refused(fp, trust.refusal(path, [problem], owners=owners))
         if before.st_size > max_bytes:
             return _Unreadable(fp, _too_big(path, before.st_size, max_bytes))
         chunks: list[bytes] = []
@@ -334,12 +386,41 @@ class _Entry:
     fingerprint: _Fingerprint  # the state the result was made from
     uid: str | None  # UID of the bytes read; None when they could not be read
     result: StaticPod | ManifestError  # before duplicate resolution
+    refused: bool = False  # result is the trust rules' refusal: the bytes were not read
 
 
 @dataclass(frozen=True, slots=True)
 class _Pending:
     fingerprint: _Fingerprint | None  # the state waiting to settle; None: the path is absent
     since: float  # time.monotonic() when this state was first observed
+
+
+_Identity = tuple[int, int]  # (st_dev, st_ino) of the directory the path leads to
+
+
+def _open_directory(path: Path) -> tuple[int | None, _Identity | None, OSError | None]:
+    """(descriptor, identity, None) of the directory ``path`` leads to now, or (None, None,
+    why). A pass lists, stats and reads through the descriptor: everything it reads comes from
+    one directory, however often the path is swapped meanwhile."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        return None, None, exc
+    try:
+        st = os.fstat(fd)
+    except OSError as exc:
+        os.close(fd)
+        return None, None, exc
+    return fd, (st.st_dev, st.st_ino), None
+
+
+def _why_unreadable(directory: Path, error: OSError | None) -> str:
+    """Why the manifests directory cannot be read (``error`` None: it is not a directory)."""
+    if error is None or error.errno == errno.ENOTDIR:
+        return f"manifest directory {directory} is not a directory"
+    if error.errno == errno.ENOENT:
+        return f"manifest directory {directory} does not exist"
+    return f"manifest directory {directory} cannot be read: {error.strerror or error}"
 
 
 class ManifestSource:
@@ -356,27 +437,43 @@ class ManifestSource:
         resync_period: float = 20.0,
         settle_delay: float = 0.05,
         max_bytes: int = DEFAULT_MAX_BYTES,
+        trust_non_root_files: bool = False,
+        missing_is_empty: bool = False,
     ) -> None:
+        """``missing_is_empty``: a directory that does not exist or cannot be read declares no
+        pods (kubelet's way), instead of keeping what was last read from it."""
         self._directory = directory
         self._node_name = node_name
         self._resync_period = resync_period
         self._settle_delay = settle_delay
         self._max_bytes = max_bytes
+        # Who may own (and alone write) manifests and the directories on their way; None: anyone.
+        self._owners = None if trust_non_root_files else trust.trusted_owners()
+        self._missing_is_empty = missing_is_empty
 
         # State owned by the refresh pass (one at a time, in a worker thread).
         self._entries: dict[str, _Entry] = {}  # by path: the last settled result per file
         self._pending: dict[str, _Pending] = {}  # by path: changes waiting to settle
         self._desired = DesiredSet()  # the latest snapshot; replaced, never mutated
         self._inotify: Inotify | None = None  # set by run(); None: resync only
-        self._watch: Watch | None = None  # our watch on the directory, when placed
-        self._dir_problem: str | None = None  # why the directory cannot be listed (logged once)
-        self._watch_problem: str | None = None  # why it cannot be watched (logged once)
+        # The watches on the directory and on its way (shared with the reader; see pathwatch).
+        self._paths = pathwatch.PathWatch(None, describe=self._cannot_watch)
+        self._resolved = False  # the path has been walked (and watched) since run() began
+        self._again = False  # the path changed under the last pass: walk it again, at once
+        self._ident: _Identity | None = None  # the directory the path led to at the last walk
+        self._real: str | None = None  # that directory's path, free of symlinks (for the log)
+        self._unavailable: str | None = None  # why the directory cannot be read (published)
+        self._directory_error: ManifestError | None = None  # the directory fails the trust rules
+        self._lstat: trust.Lstat = os.lstat  # per pass: a cache shared by that pass's walks
+        self._pass_dfd: int | None = None  # per pass: the directory it reads (see _refresh)
+        self._pass_walk: tuple[pathwalk.Walk, list[trust.Problem]] | None = None  # and its trust
 
         # State owned by the event loop (the inotify reader), handed over before each pass.
         self._dirty: set[str] = set()  # paths named by events since the last pass
         self._done: set[str] = set()  # of those, paths whose writer finished (close, moved in)
-        self._rewatch = False  # our watch is gone (directory deleted or moved away)
-        self._overflow = False  # the kernel dropped events: a full pass is needed
+        # A full pass is needed: the kernel dropped events, or the path to the directory (or
+        # the mode of a directory on it) changed.
+        self._rescan = False
         self._settling: frozenset[str] = frozenset()  # paths pending after the last pass
         self._wake = asyncio.Event()  # replaced in run(): an Event binds to its first loop
         self._running = False
@@ -413,6 +510,8 @@ class ManifestSource:
             )
             inotify = None
         self._inotify = inotify
+        self._paths = pathwatch.PathWatch(inotify, describe=self._cannot_watch)
+        self._resolved = False
         try:
             async with asyncio.TaskGroup() as tg:
                 if inotify is not None:
@@ -420,7 +519,8 @@ class ManifestSource:
                 await self._main_loop(publish)
         finally:
             self._inotify = None
-            self._watch = None
+            self._paths = pathwatch.PathWatch(None, describe=self._cannot_watch)
+            self._resolved = False
             if inotify is not None:
                 inotify.close()
             self._running = False
@@ -465,11 +565,10 @@ class ManifestSource:
         """Hand what inotify collected to one refresh pass in a worker thread."""
         dirty, self._dirty = self._dirty, set()
         done, self._done = self._done, set()
-        rewatch, self._rewatch = self._rewatch, False
-        full = full or self._overflow
-        self._overflow = False
+        full = full or self._rescan
+        self._rescan = False
         work = asyncio.ensure_future(
-            asyncio.to_thread(self._refresh, full=full, dirty=dirty, done=done, rewatch=rewatch)
+            asyncio.to_thread(self._refresh, full=full, dirty=dirty, done=done)
         )
         try:
             settle_in = await asyncio.shield(work)
@@ -493,14 +592,14 @@ class ManifestSource:
         mask = event.mask
         if Mask.Q_OVERFLOW in mask:
             logger.warning("%s: inotify queue overflow; rescanning", self._directory)
-            self._overflow = True
+            self._rescan = True
             return True
-        if mask & _WATCH_GONE and event.name is None:
-            if event.watch is not None and event.watch is self._watch:
-                self._rewatch = True
-                return True
-            return False
-        if event.name is None or Mask.ISDIR in mask:
+        seen = self._paths.classify(event)
+        if seen is pathwatch.Seen.PATH:
+            # A swap, a rename over, a removal or a chmod on the way: walk, list, judge again.
+            self._rescan = True
+            return True
+        if seen is pathwatch.Seen.NOTHING or event.name is None or Mask.ISDIR in mask:
             return False
         name = str(event.name)
         if not is_manifest_name(name):
@@ -531,73 +630,156 @@ class ManifestSource:
 
     def _initial_pass(self, wait: float | None) -> DesiredSet:
         deadline = time.monotonic() + (self._initial_wait() if wait is None else wait)
-        delay = self._refresh(full=True, dirty=set(), done=set(), rewatch=False)
+        delay = self._refresh(full=True, dirty=set(), done=set())
         while delay is not None and time.monotonic() + delay <= deadline:
             time.sleep(delay)
-            delay = self._refresh(full=False, dirty=set(), done=set(), rewatch=False)
+            delay = self._refresh(full=False, dirty=set(), done=set())
         return self._desired
 
-    def _refresh(
-        self, *, full: bool, dirty: set[str], done: set[str], rewatch: bool
-    ) -> float | None:
+    def _refresh(self, *, full: bool, dirty: set[str], done: set[str]) -> float | None:
         """One pass; returns how long until a pending path may settle (None: nothing pending)."""
-        if rewatch:
-            self._drop_watch()
+        self._lstat = functools.cache(os.lstat)  # directories are walked once per pass
+        self._pass_walk = None
+        dfd, ident, error = _open_directory(self._directory)
+        try:
+            return self._refresh_in(dfd, ident, error, full=full, dirty=dirty, done=done)
+        finally:
+            if self._pass_dfd is not None:
+                os.close(self._pass_dfd)
+            self._pass_dfd = None
+
+    def _refresh_in(
+        self,
+        dfd: int | None,
+        ident: _Identity | None,
+        error: OSError | None,
+        *,
+        full: bool,
+        dirty: set[str],
+        done: set[str],
+    ) -> float | None:
+        self._pass_dfd = dfd  # closed by _refresh, whatever this pass does with it
+        before = self._ident
+        if full or self._again or not self._resolved or ident != self._ident:
+            # A resync, or the path leads elsewhere now: walk (and watch) it, and judge again.
+            full = True
+            self._resolve()
+            if ident != self._ident and self._ident is not None:
+                # Swapped between the open and the walk: open what the walk found.
+                if dfd is not None:
+                    os.close(dfd)
+                self._pass_dfd = None
+                dfd, ident, error = _open_directory(self._directory)
+                self._pass_dfd = dfd
+            if ident is None and self._ident is not None and error is not None:
+                # A directory that cannot be opened (no permission, an I/O error).
+                self._ident, self._unavailable = None, _why_unreadable(self._directory, error)
+            elif ident != self._ident:
+                self._again = True  # still moving: read nothing that was not judged
+                return _MIN_SLEEP
+        # A swap: the path leads to another directory than it did, both readable. The swapper
+        # made the new one complete before swapping it in, so it is taken whole and at once.
+        swapped = before is not None and self._ident is not None and self._ident != before
+        names = self._list(dfd) if full and dfd is not None and self._unavailable is None else set()
+        if self._unavailable is not None and not self._missing_is_empty:
+            # Unavailable is not empty: every entry stays as it was read, so running pods keep
+            # running, and nothing settles until the directory is back.
+            self._pending.clear()
+            if full:
+                self._directory_error = self._refusal(str(self._directory))
+            self._publish_if_changed(self._build())
+            return _MIN_SLEEP if self._again else None
         candidates = set(dirty) | set(self._pending)
-        if full or rewatch:
-            self._ensure_watch()
-            candidates |= self._list() | set(self._entries)
+        if full:
+            candidates |= names | set(self._entries)
+            self._judge_again()
         for path in sorted(candidates):
-            self._examine(path, done=path in done)
+            self._examine(path, dfd, done=path in done, at_once=swapped)
+        self._settle_moves()
         self._publish_if_changed(self._build())
-        return self._settle_wait()
+        return _MIN_SLEEP if self._again else self._settle_wait()
 
-    def _drop_watch(self) -> None:
-        watch, self._watch = self._watch, None
-        if watch is not None and self._inotify is not None:
-            with contextlib.suppress(OSError):  # already gone with the directory
-                self._inotify.rm_watch(watch)
-
-    def _ensure_watch(self) -> None:
-        # Placed before listing, so nothing written between the two can be missed.
-        if self._inotify is None or self._watch is not None:
+    def _resolve(self) -> None:
+        """Walk the path to the directory, watching what it goes through (pathwatch.py)."""
+        walked, settled = self._paths.resolve(str(self._directory))
+        self._again = not settled  # it kept changing while we walked: look again at once
+        self._resolved = True
+        st = walked.st
+        if walked.path is None or st is None or not stat.S_ISDIR(st.st_mode):
+            self._ident = self._real = None
+            self._unavailable = _why_unreadable(self._directory, walked.error)
             return
-        try:
-            self._watch = self._inotify.add_watch(self._directory, _WATCH_MASK)
-        except (FileNotFoundError, NotADirectoryError):
-            return  # _list() reports it
-        except OSError as exc:
-            problem = exc.strerror or str(exc)
-            if problem != self._watch_problem:
-                logger.warning(
-                    "%s: cannot watch the manifest directory (%s); relying on the resync every %gs",
-                    self._directory,
-                    problem,
-                    self._resync_period,
-                )
-            self._watch_problem = problem
-            return
-        self._watch_problem = None
+        if walked.path != self._real and walked.path != os.path.abspath(self._directory):
+            # Which directory a symlinked path leads to is what a node runs (git-sync: which
+            # commit); say it whenever it changes.
+            logger.info("manifest directory %s leads to %s", self._directory, walked.path)
+        self._ident, self._real = (st.st_dev, st.st_ino), walked.path
+        self._unavailable = None
 
-    def _list(self) -> set[str]:
+    def _cannot_watch(self, path: str, problem: str) -> None:
+        logger.warning(
+            "%s: cannot watch %s (%s); changes there are seen by the resync every %gs",
+            self._directory,
+            path,
+            problem,
+            self._resync_period,
+        )
+
+    def _list(self, dfd: int) -> set[str]:
         try:
-            names = os.listdir(self._directory)
+            names = os.listdir(dfd)
         except OSError as exc:
-            problem = "does not exist" if isinstance(exc, FileNotFoundError) else exc.strerror
-            problem = problem or str(exc)
-            if problem != self._dir_problem:
-                logger.warning(
-                    "manifest directory %s %s; looking again every %gs",
-                    self._directory,
-                    problem,
-                    self._resync_period,
-                )
-            self._dir_problem = problem
+            # Gone (or made unreadable) since the walk: unavailable until it is back.
+            self._unavailable = _why_unreadable(self._directory, exc)
             return set()
-        if self._dir_problem is not None:
-            logger.info("manifest directory %s is present", self._directory)
-            self._dir_problem = None
-        return {str(self._directory / n) for n in names if is_manifest_name(n)}
+        directory = str(self._directory)
+        return {os.path.join(directory, n) for n in names if is_manifest_name(n)}
+
+    def _refusal(self, path: str) -> ManifestError | None:
+        """The trust rules' verdict on ``path`` and every directory on its way (None: trusted)."""
+        if self._owners is None:
+            return None
+        problems = self._file_problems(path, self._owners)
+        if problems is None:
+            problems = trust.check_path(path, owners=self._owners, lstat=self._lstat)
+        return trust.refusal(path, problems, owners=self._owners) if problems else None
+
+    def _file_problems(self, path: str, owners: frozenset[int]) -> list[trust.Problem] | None:
+        """``check_path`` for a regular file of the directory this pass reads, without walking
+        to the directory once per file: its problems are the directory's (walked once per pass)
+        and its own. None where that does not hold (a symlink: its target is walked in full)."""
+        if self._pass_dfd is None or os.path.dirname(path) != str(self._directory):
+            return None
+        name = os.path.basename(path)
+        try:
+            st = os.stat(name, dir_fd=self._pass_dfd, follow_symlinks=False)
+        except OSError:
+            return None
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        if self._pass_walk is None:
+            walked = pathwalk.walk(str(self._directory), lstat=self._lstat)
+            self._pass_walk = (walked, trust.judge_walk(walked, owners=owners))
+        walked, problems = self._pass_walk
+        if walked.path is None:
+            return None
+        own = trust.file_problem(os.path.join(walked.path, name), st, owners=owners)
+        return problems if own is None else [*problems, own]
+
+    def _judge_again(self) -> None:
+        """The directory and every known file, judged again on a full pass: a chmod or chown up
+        the path changes no file's fingerprint, so _examine alone would never see it."""
+        self._directory_error = self._refusal(str(self._directory))
+        for path, entry in list(self._entries.items()):
+            refusal = self._refusal(path)
+            if refusal is not None:
+                if not entry.refused or _lines(entry.result) != refusal.lines():
+                    # Trusted -> refused: the pod goes the way of a bad edit (see reconciler).
+                    self._entries[path] = _Entry(entry.fingerprint, None, refusal, refused=True)
+            elif entry.refused and entry.fingerprint != _RECHECK:
+                # Refused -> trusted: read it afresh. The refusal stays published until then,
+                # so that a running pod is not stopped for the moment in between.
+                self._entries[path] = _Entry(_RECHECK, None, entry.result, refused=True)
 
     def _age(self, pending: _Pending, now: float, wall: float) -> float:
         """How long the pending state has provably been unchanged."""
@@ -608,11 +790,15 @@ class ManifestSource:
                 age = max(age, wall - ctime - _CLOCK_SLACK)
         return age
 
-    def _examine(self, path: str, *, done: bool) -> None:
-        """Bring one path's entry up to date, if its current state has settled."""
+    def _examine(self, path: str, dfd: int | None, *, done: bool, at_once: bool) -> None:
+        """Bring one path's entry up to date, if its current state has settled (``at_once``:
+        taken as settled, present or absent, for a directory swapped in whole). ``dfd``: the
+        directory read in this pass (None: there is none, and the path is absent)."""
         fp: _Fingerprint | None
         try:
-            st = os.stat(path)
+            if dfd is None:
+                raise FileNotFoundError(path)
+            st = os.stat(os.path.basename(path), dir_fd=dfd)
         except (FileNotFoundError, NotADirectoryError):
             fp = None  # absent (or a dangling symlink)
         except OSError:
@@ -630,7 +816,11 @@ class ManifestSource:
         if pending is None or pending.fingerprint != fp:
             pending = _Pending(fp, since=now)
             self._pending[path] = pending
-        settled = (done and fp is not None) or self._age(pending, now, wall) >= self._settle_delay
+        settled = (
+            at_once
+            or (done and fp is not None)
+            or self._age(pending, now, wall) >= self._settle_delay
+        )
         if not settled:
             return
 
@@ -640,7 +830,13 @@ class ManifestSource:
             self._entries.pop(path, None)
             return
 
-        outcome = _read_file(path, max_bytes=self._max_bytes)
+        refusal = self._refusal(path)
+        if refusal is not None:
+            # Neither read nor parsed: someone other than root may have written these bytes.
+            self._pending.pop(path, None)
+            self._entries[path] = _Entry(fp, None, refusal, refused=True)
+            return
+        outcome = _read_file(path, max_bytes=self._max_bytes, owners=self._owners, dir_fd=dfd)
         if isinstance(outcome, _Absent):
             self._pending[path] = _Pending(None, since=now)
             return
@@ -651,19 +847,40 @@ class ManifestSource:
             self._pending.pop(path, None)
             self._entries[path] = _Entry(outcome.fingerprint or fp, None, outcome.error)
             return
-        if outcome.fingerprint != fp and not done:
+        if isinstance(outcome, _Refused):
+            self._pending.pop(path, None)
+            self._entries[path] = _Entry(outcome.fingerprint, None, outcome.error, refused=True)
+            return
+        if outcome.fingerprint != fp and not (done or at_once):
             # Replaced or rewritten between the settle check and the read: settle that.
             self._pending[path] = _Pending(outcome.fingerprint, since=time.monotonic())
             return
 
         self._pending.pop(path, None)
-        uid = static_pod_uid(outcome.data, node_name=self._node_name, path=path)
+        uid = static_pod_uid(outcome.data, node_name=self._node_name)
         if entry is not None and entry.uid == uid:
             # Same bytes (a touch, a rewrite of the same content): same object, same seen.
             self._entries[path] = _Entry(outcome.fingerprint, uid, entry.result)
             return
         result = _decode(outcome.data, source=path, uid=uid, node_name=self._node_name)
         self._entries[path] = _Entry(outcome.fingerprint, uid, result)
+
+    def _settle_moves(self) -> None:
+        """A file gone whose bytes live on under another name (``mv a.yaml b.yaml``, or a swap
+        that renamed it) is gone at once: the same pod carries on from the other name, so there
+        is no flapping to wait out, and the two never count as duplicates."""
+        gone = {
+            path
+            for path, pending in self._pending.items()
+            if pending.fingerprint is None and path in self._entries
+        }
+        if not gone:
+            return
+        live = {e.uid for p, e in self._entries.items() if e.uid is not None and p not in gone}
+        for path in gone:
+            if self._entries[path].uid in live:
+                del self._pending[path]
+                del self._entries[path]
 
     def _build(self) -> DesiredSet:
         """Entries -> snapshot, resolving duplicate keys (the incumbent keeps its key)."""
@@ -687,7 +904,13 @@ class ManifestSource:
         for path, e in self._entries.items():
             if isinstance(e.result, ManifestError):
                 errors[path] = e.result
-        return DesiredSet(pods=pods, errors=dict(sorted(errors.items())))
+        return DesiredSet(
+            pods=pods,
+            errors=dict(sorted(errors.items())),
+            directory_error=self._directory_error,
+            unavailable=self._unavailable,
+            resolved=self._real,
+        )
 
     def _duplicate(self, path: str, sp: StaticPod, holder: str) -> ManifestError:
         old = self._desired.errors.get(path)
@@ -709,13 +932,43 @@ class ManifestSource:
         old = self._desired
         old_errors = {p: e.lines() for p, e in old.errors.items()}
         new_errors = {p: e.lines() for p, e in new.errors.items()}
-        if {k: v.uid for k, v in old.pods.items()} == {
-            k: v.uid for k, v in new.pods.items()
-        } and old_errors == new_errors:
+        old_refused, new_refused = _lines(old.directory_error), _lines(new.directory_error)
+        if (
+            {k: (v.uid, v.source) for k, v in old.pods.items()}
+            == {k: (v.uid, v.source) for k, v in new.pods.items()}
+            and old_errors == new_errors
+            and old_refused == new_refused
+            and old.unavailable == new.unavailable
+            and old.resolved == new.resolved
+        ):
             return
+        if new.unavailable != old.unavailable:
+            if new.unavailable is not None:
+                logger.warning(
+                    "%s; %s",
+                    new.unavailable,
+                    "it counts as empty"
+                    if self._missing_is_empty
+                    else "the pods read from it keep running until it is back",
+                )
+            else:
+                logger.info("manifest directory %s is back", self._directory)
+        if new_refused != old_refused:
+            if new.directory_error is not None:
+                logger.warning(
+                    "manifest directory %s is not trusted; every manifest in it is refused: %s",
+                    self._directory,
+                    "; ".join(str(e) for e in new.directory_error.errors),
+                )
+            else:
+                logger.info("manifest directory %s is trusted again", self._directory)
         for key, sp in new.pods.items():
             before = old.pods.get(key)
-            if before is None or before.uid != sp.uid:
+            if before is not None and before.uid == sp.uid and before.source != sp.source:
+                logger.info(
+                    "%s: pod %s moved here from %s, unchanged", sp.source, key, before.source
+                )
+            elif before is None or before.uid != sp.uid:
                 verb = (
                     "changed" if before is not None and before.source == sp.source else "declares"
                 )
@@ -735,3 +988,7 @@ class ManifestSource:
         for path in old_errors.keys() - new_errors.keys():
             logger.info("%s: no longer in error", path)
         self._desired = new
+
+
+def _lines(result: StaticPod | ManifestError | None) -> list[str]:
+    return result.lines() if isinstance(result, ManifestError) else []

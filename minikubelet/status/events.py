@@ -3,14 +3,15 @@
 An event is keyed by (involved object uid, fieldPath, type, reason, message, source). Recording
 the same key again bumps ``count`` and ``lastTimestamp`` instead of adding a row: that is what
 ``(x5 over 71s)`` in ``describe`` is made from. The log is bounded (oldest first out) and written
-behind to the state dir like the status store, so events survive a daemon restart.
+behind to the state dir like the status store (``statefile.StateFile``), so events survive a
+daemon restart. Trouble with that file (a failed write, an unreadable file set aside at start)
+is recorded here too, as an event about the node.
 
 Messages are cut to 1024 bytes, Kubernetes' NoteLengthLimit.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import secrets
@@ -18,6 +19,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from minikubelet.api.model import (
     Event,
@@ -28,7 +30,7 @@ from minikubelet.api.model import (
     dump,
     now,
 )
-from minikubelet.status.store import write_atomically
+from minikubelet.status.statefile import RETRY_MAX, StateFile
 
 log = logging.getLogger(__name__)
 
@@ -58,16 +60,21 @@ class EventRecorder:
         state_file: Path | None = None,
         limit: int = 5000,
         flush_interval: float = 0.5,
+        retry_max: float = RETRY_MAX,
         clock: Callable[[], datetime] = now,
     ) -> None:
         self._node = node_name
-        self._state_file = state_file
         self._limit = limit
-        self._flush_interval = flush_interval
         self._clock = clock
-        self._writing: asyncio.Task[None] | None = None  # the write in a thread, if any
         self._events: OrderedDict[_Key, Event] = OrderedDict()
-        self._dirty = asyncio.Event()
+        self.file = StateFile(
+            state_file,
+            what="events",
+            serialise=self._serialise,
+            flush_interval=flush_interval,
+            retry_max=retry_max,
+            report=self.node_event,
+        )
 
     def record(
         self,
@@ -114,8 +121,17 @@ class EventRecorder:
             obj.field_path or "",
             message,
         )
-        self._dirty.set()
+        self.file.mark_dirty()
         return event
+
+    def node_event(self, type: EventType, reason: str, message: str) -> None:
+        """Record an event about the node itself (the daemon's own troubles)."""
+        self.record(
+            ObjectReference(kind="Node", name=self._node, uid=self._node, namespace=None),
+            type=type,
+            reason=reason,
+            message=message,
+        )
 
     def events(self) -> list[Event]:
         """All events, oldest first by lastTimestamp."""
@@ -132,23 +148,20 @@ class EventRecorder:
     # --- persistence ----------------------------------------------------------------------------
 
     def load(self) -> None:
-        if self._state_file is None or not self._state_file.exists():
-            return
-        try:
-            raw = json.loads(self._state_file.read_bytes())
-            for item in raw.get("events", []):
-                event = Event.model_validate(item)
-                obj = event.involved_object
-                key: _Key = (
-                    obj.uid or obj.name or "",
-                    obj.field_path or "",
-                    event.type,
-                    event.reason,
-                    event.message,
-                )
-                self._events[key] = event
-        except (OSError, ValueError, TypeError) as exc:
-            log.warning("ignoring unreadable events file %s: %s", self._state_file, exc)
+        """Take in what the previous daemon left. A file of the wrong shape is set aside, and
+        that is recorded as the first event of this run."""
+        for event in self.file.load(_parse_events) or []:
+            obj = event.involved_object
+            key: _Key = (
+                obj.uid or obj.name or "",
+                obj.field_path or "",
+                event.type,
+                event.reason,
+                event.message,
+            )
+            self._events[key] = event
+        while len(self._events) > self._limit:
+            self._events.popitem(last=False)
 
     def _serialise(self) -> bytes:
         return json.dumps(
@@ -156,20 +169,18 @@ class EventRecorder:
         ).encode()
 
     async def run_flusher(self) -> None:
-        try:
-            while True:
-                await self._dirty.wait()
-                await asyncio.sleep(self._flush_interval)
-                self._dirty.clear()
-                if self._state_file is not None:
-                    # Shielded, and awaited below: a thread cannot be cancelled, and two writers
-                    # of one temp file race (StatusStore.flush).
-                    self._writing = asyncio.ensure_future(
-                        asyncio.to_thread(write_atomically, self._state_file, self._serialise())
-                    )
-                    await asyncio.shield(self._writing)
-        finally:
-            if self._writing is not None:
-                await asyncio.wait([self._writing])
-            if self._dirty.is_set() and self._state_file is not None:
-                write_atomically(self._state_file, self._serialise())
+        """Write the log whenever it changed, at most once per flush_interval, retrying failed
+        writes. Runs forever; flushes once more when cancelled."""
+        await self.file.run()
+
+
+def _parse_events(raw: Any) -> list[Event]:
+    """events.json's contents; raises on anything but ``{"events": [Event, ...]}`` with
+    timestamps."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("events"), list):
+        raise ValueError('not an object with an "events" list')
+    events = [Event.model_validate(item) for item in raw["events"]]
+    for event in events:
+        if event.last_timestamp is None and event.first_timestamp is None:
+            raise ValueError(f"event {event.metadata.name} has no timestamp")
+    return events

@@ -14,7 +14,10 @@ line, working directory or environment mention the daemon's working directory (e
 logs and state live there). Anything found is killed, and the stop fails naming it.
 
 Pure stdlib HTTP (urllib) on purpose: the harness must not share a client library's bugs with the
-daemon under test.
+daemon under test. Like any client, the harness authenticates: every request carries the token
+the daemon wrote to ``state/token``, over TLS verified against the daemon's own CA
+(``state/pki/ca.crt``), unless the config turns TLS off (``api: {tls: false}``). CLI runs get
+``MINIKUBELET_STATE_DIR`` so that the CLI finds the token and CA where a root user's would.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -235,6 +239,8 @@ class Daemon:
         command: Sequence[str] | None = None,
         startup_timeout: float = STARTUP_TIMEOUT,
         stop_timeout: float = STOP_TIMEOUT,
+        tls: bool | None = None,
+        listen_host: str = "127.0.0.1",
     ) -> None:
         self.workdir = Path(workdir).resolve()
         self.node_name = node_name
@@ -252,7 +258,12 @@ class Daemon:
         self.startup_timeout = startup_timeout
         self.stop_timeout = stop_timeout
 
+        api = (self.config or {}).get("api") or {}
+        # The daemon serves https unless its config says api.tls: false.
+        self.tls = tls if tls is not None else api.get("tls") is not False
+        self.listen_host = listen_host  # what --listen binds; the harness talks to 127.0.0.1
         self.port: int | None = None
+        self._ssl: ssl.SSLContext | None = None  # trusts the daemon's CA, once it exists
         self.process: subprocess.Popen[bytes] | None = None
         self.returncode: int | None = None
         self.starts = 0
@@ -274,7 +285,52 @@ class Daemon:
     def url(self) -> str:
         if self.port is None:
             raise HarnessError("the daemon has not been started")
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+    @property
+    def token_path(self) -> Path:
+        return self.state_dir / "token"
+
+    @property
+    def ca_path(self) -> Path:
+        return self.state_dir / "pki" / "ca.crt"
+
+    @property
+    def kubeconfig_path(self) -> Path:
+        return self.state_dir / "kubeconfig"
+
+    def token(self) -> str | None:
+        """The daemon's API token (None before its first start)."""
+        try:
+            return self.token_path.read_text().strip()
+        except FileNotFoundError:
+            return None
+
+    def _context(self) -> ssl.SSLContext | None:
+        if not self.tls:
+            return None
+        if self._ssl is None and self.ca_path.exists():
+            self._ssl = ssl.create_default_context(cafile=str(self.ca_path))
+        return self._ssl
+
+    def open(
+        self,
+        path: str,
+        *,
+        timeout: float = HTTP_TIMEOUT,
+        token: str | bool | None = True,
+        method: str = "GET",
+        data: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Any:
+        """``urlopen`` of ``path`` with the daemon's token (``token=``: another one, or None
+        for none) over TLS trusting the daemon's CA; raises like urlopen."""
+        sent = dict(headers or {})
+        bearer = self.token() if token is True else token
+        if bearer:
+            sent["Authorization"] = f"Bearer {bearer}"
+        request = urllib.request.Request(self.url + path, data=data, headers=sent, method=method)
+        return urllib.request.urlopen(request, timeout=timeout, context=self._context())
 
     @property
     def running(self) -> bool:
@@ -291,7 +347,7 @@ class Daemon:
             "--node-name",
             self.node_name,
             "--listen",
-            f"127.0.0.1:{self.port}",
+            f"{self.listen_host}:{self.port}",
         ]
         if self.config_path is not None:
             args += ["--config", str(self.config_path)]
@@ -327,7 +383,8 @@ class Daemon:
     def _start_once(self) -> bool:
         self.starts += 1
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
-        env.pop("MINIKUBELET_SERVER", None)
+        for name in ("MINIKUBELET_SERVER", "MINIKUBELET_TOKEN", "MINIKUBELET_STATE_DIR"):
+            env.pop(name, None)
         argv = self.argv()
         with open(self.log_path, "ab") as log:
             log.write(f"\n=== harness: start #{self.starts}: {' '.join(argv)}\n".encode())
@@ -561,10 +618,22 @@ class Daemon:
 
     # -- HTTP API -------------------------------------------------------------------------------
 
-    def request(self, path: str, *, timeout: float = HTTP_TIMEOUT) -> tuple[int, str]:
-        """GET ``path``; (status, body) for any HTTP status. A dead daemon raises HarnessError."""
+    def request(
+        self,
+        path: str,
+        *,
+        timeout: float = HTTP_TIMEOUT,
+        token: str | bool | None = True,
+        method: str = "GET",
+        data: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> tuple[int, str]:
+        """GET (or ``method``) ``path``; (status, body) for any HTTP status. A dead daemon
+        raises HarnessError. ``token``: as in ``open``."""
         try:
-            with urllib.request.urlopen(self.url + path, timeout=timeout) as response:
+            with self.open(
+                path, timeout=timeout, token=token, method=method, data=data, headers=headers
+            ) as response:
                 return response.status, response.read().decode("utf-8", errors="replace")
         except urllib.error.HTTPError as exc:
             with exc:
@@ -682,7 +751,7 @@ class Daemon:
     ) -> Iterator[Iterator[str]]:
         """``with d.follow_logs("web", "app") as lines: next(lines)`` (``follow=true``)."""
         path = self.logs_path(pod, container, follow=True, namespace=namespace)
-        with urllib.request.urlopen(self.url + path, timeout=timeout) as response:
+        with self.open(path, timeout=timeout) as response:
             yield (line.decode("utf-8", errors="replace") for line in response)
 
     # -- waiting ----------------------------------------------------------------------------------
@@ -764,7 +833,12 @@ class Daemon:
             text=True,
             timeout=timeout,
             cwd=self.workdir,
-            env={**os.environ, "MINIKUBELET_SERVER": self.url, **(env or {})},
+            env={
+                **os.environ,
+                "MINIKUBELET_SERVER": self.url,
+                "MINIKUBELET_STATE_DIR": str(self.state_dir),
+                **(env or {}),
+            },
             check=False,
         )
         if check and result.returncode != 0:

@@ -267,7 +267,10 @@ def test_describe_pod_shows_kubectl_sections_last_state_and_the_events_table(
     backoff = next(row for row in events if " BackOff " in row)
     assert re.fullmatch(
         r"  Warning  BackOff +\d+s \(x\d+ over \d+s\) +kubelet +"
-        + re.escape(f"Back-off restarting failed container c in pod {full}_default({uid})"),
+        + re.escape(
+            "spec.containers{c}: "
+            f"Back-off restarting failed container c in pod {full}_default({uid})"
+        ),
         backoff,
     ), backoff
 

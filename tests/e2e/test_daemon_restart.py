@@ -13,7 +13,6 @@ import calendar
 import contextlib
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -164,14 +163,15 @@ class Follower(threading.Thread):
 
     def __init__(self, d: Daemon, pod: str, container: str) -> None:
         super().__init__(daemon=True)
-        self.url = d.url + d.logs_path(pod, container, follow=True)
+        self.d = d
+        self.path = d.logs_path(pod, container, follow=True)
         self.numbers: list[int] = []
         self.ended = threading.Event()
         self.response: Any = None
 
     def run(self) -> None:
         try:
-            with urllib.request.urlopen(self.url, timeout=60) as response:
+            with self.d.open(self.path, timeout=60) as response:
                 self.response = response
                 for line in response:
                     text = line.decode().strip()

@@ -109,7 +109,7 @@ def fake(tmp_path: Path) -> list[str]:
 
 def test_daemon_lifecycle_and_api_helpers(tmp_path: Path, fake: list[str]) -> None:
     config = {"crashLoopBackOff": {"initialDelay": "1s"}}
-    with Daemon(tmp_path / "d", command=fake, config=config) as daemon:
+    with Daemon(tmp_path / "d", command=fake, tls=False, config=config) as daemon:
         assert daemon.get("/healthz") == "ok"
         assert "--config" in daemon.argv()
         assert daemon.config_path is not None
@@ -137,7 +137,7 @@ def test_daemon_lifecycle_and_api_helpers(tmp_path: Path, fake: list[str]) -> No
 
 
 def test_restart_keeps_the_port(tmp_path: Path, fake: list[str]) -> None:
-    with Daemon(tmp_path, command=fake) as daemon:
+    with Daemon(tmp_path, command=fake, tls=False) as daemon:
         url = daemon.url
         daemon.restart(sig=None)
         assert daemon.url == url
@@ -146,7 +146,7 @@ def test_restart_keeps_the_port(tmp_path: Path, fake: list[str]) -> None:
 
 
 def test_a_process_the_daemon_left_behind_fails_the_stop(tmp_path: Path, fake: list[str]) -> None:
-    daemon = Daemon(tmp_path, command=fake, env={"FAKE_LEAK": "61"})
+    daemon = Daemon(tmp_path, command=fake, tls=False, env={"FAKE_LEAK": "61"})
     daemon.start()
     daemon.wait_for(lambda: any("sleep 61" in c for c in daemon._tracker.keys().values()))  # type: ignore[union-attr]
     with pytest.raises(HarnessError, match="sleep 61") as info:
@@ -156,7 +156,7 @@ def test_a_process_the_daemon_left_behind_fails_the_stop(tmp_path: Path, fake: l
 
 
 def test_a_process_mentioning_the_workdir_is_found(tmp_path: Path, fake: list[str]) -> None:
-    daemon = Daemon(tmp_path, command=fake)
+    daemon = Daemon(tmp_path, command=fake, tls=False)
     daemon.start()
     # Not the daemon's descendant, not in its session: found by its working directory.
     stray = subprocess.Popen(["sleep", "62"], cwd=daemon.state_dir, start_new_session=True)
@@ -171,7 +171,9 @@ def test_a_process_mentioning_the_workdir_is_found(tmp_path: Path, fake: list[st
 def test_a_daemon_that_ignores_sigterm_is_killed_and_reported(
     tmp_path: Path, fake: list[str]
 ) -> None:
-    daemon = Daemon(tmp_path, command=fake, env={"FAKE_IGNORE_TERM": "1"}, stop_timeout=1)
+    daemon = Daemon(
+        tmp_path, command=fake, tls=False, env={"FAKE_IGNORE_TERM": "1"}, stop_timeout=1
+    )
     daemon.start()
     with pytest.raises(HarnessError, match="ignored SIGTERM for 1s"):
         daemon.stop()
@@ -179,14 +181,14 @@ def test_a_daemon_that_ignores_sigterm_is_killed_and_reported(
 
 
 def test_a_daemon_that_cannot_start_fails_with_its_log(tmp_path: Path, fake: list[str]) -> None:
-    daemon = Daemon(tmp_path, command=fake, env={"FAKE_CRASH": "1"})
+    daemon = Daemon(tmp_path, command=fake, tls=False, env={"FAKE_CRASH": "1"})
     with pytest.raises(HarnessError, match=r"(?s)exit code 3.*fake: cannot start"):
         daemon.start()
     daemon.close()
 
 
 def test_a_daemon_that_dies_during_the_test_is_reported(tmp_path: Path, fake: list[str]) -> None:
-    daemon = Daemon(tmp_path, command=fake)
+    daemon = Daemon(tmp_path, command=fake, tls=False)
     daemon.start()
     assert daemon.process is not None
     os.kill(daemon.process.pid, signal.SIGKILL)
@@ -198,7 +200,7 @@ def test_a_daemon_that_dies_during_the_test_is_reported(tmp_path: Path, fake: li
 
 
 def test_kill_is_an_expected_exit(tmp_path: Path, fake: list[str]) -> None:
-    daemon = Daemon(tmp_path, command=fake)
+    daemon = Daemon(tmp_path, command=fake, tls=False)
     daemon.start()
     assert daemon.kill() == -signal.SIGKILL
     daemon.close()

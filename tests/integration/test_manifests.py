@@ -153,7 +153,7 @@ def test_static_pod_gets_kubelet_identity(mdir: Path) -> None:
     assert sp.name == "web-node-1"
     assert sp.namespace == "default"
     assert re.fullmatch(r"[0-9a-f]{32}", sp.uid)
-    assert sp.uid == static_pod_uid(path.read_bytes(), node_name=NODE, path=str(path))
+    assert sp.uid == static_pod_uid(path.read_bytes(), node_name=NODE)
     assert sp.source == str(path)
     meta = sp.metadata
     assert meta.uid == sp.uid
@@ -179,16 +179,19 @@ def test_namespace_from_manifest_is_kept(mdir: Path) -> None:
     assert list(desired.pods) == ["ops/web-node-1"]
 
 
-def test_uid_depends_on_content_node_and_path(tmp_path: Path) -> None:
-    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+def test_uid_depends_on_content_and_node_not_on_the_files_path(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.yaml", tmp_path / "elsewhere" / "b.yaml"
+    b.parent.mkdir()
     write(a, pod_yaml("web"))
     write(b, pod_yaml("web"))
     uid_a = load_manifest(a, node_name=NODE).uid
     assert load_manifest(a, node_name=NODE).uid == uid_a
-    assert load_manifest(b, node_name=NODE).uid != uid_a
+    assert load_manifest(b, node_name=NODE).uid == uid_a  # moved, not changed: the same pod
     assert load_manifest(a, node_name="other").uid != uid_a
     write(a, pod_yaml("web", image="alpine"))
     assert load_manifest(a, node_name=NODE).uid != uid_a
+    write(a, pod_yaml("web") + "# a comment\n")
+    assert load_manifest(a, node_name=NODE).uid != uid_a  # any edit is a new pod
 
 
 def test_load_manifest_raises_manifest_error_naming_the_file(tmp_path: Path) -> None:
@@ -379,7 +382,7 @@ async def test_slow_in_place_write_never_publishes_the_half_as_a_pod(mdir: Path)
             os.write(fd, text[len(text) // 2 :].encode())
         desired = await rec.wait_for(has_pod("web-node-1"))
         assert not desired.errors
-        uid = static_pod_uid(text.encode(), node_name=NODE, path=str(path))
+        uid = static_pod_uid(text.encode(), node_name=NODE)
         published = [sp.uid for d in rec.sets for sp in d.pods.values()]
         assert set(published) == {uid}
 
@@ -451,20 +454,23 @@ async def test_resync_picks_up_a_change_inotify_cannot_see(tmp_path: Path) -> No
         assert the_pod(desired, "web-node-1").pod.spec.containers[0].image == "alpine"
 
 
-async def test_directory_removed_while_running_empties_the_set_and_comes_back(
+async def test_with_missing_is_empty_a_removed_directory_empties_the_set_and_comes_back(
     tmp_path: Path,
 ) -> None:
     mdir = tmp_path / "manifests"
     mdir.mkdir()
     write(mdir / "web.yaml", pod_yaml("web"))
-    async with running(make_source(mdir, resync_period=0.2)) as rec:
+    source = ManifestSource(mdir, node_name=NODE, resync_period=20, missing_is_empty=True)
+    async with running(source) as rec:
         assert has_pod("web-node-1")(rec.last)
         (mdir / "web.yaml").unlink()
         mdir.rmdir()
-        await rec.wait_for(lambda d: d.pods == {})
+        gone = await rec.wait_for(lambda d: d.pods == {})
+        assert gone.unavailable == f"manifest directory {mdir} does not exist"
         mdir.mkdir()
         write(mdir / "web.yaml", pod_yaml("web"))
-        await rec.wait_for(has_pod("web-node-1"))
+        back = await rec.wait_for(has_pod("web-node-1"))
+        assert back.unavailable is None
 
 
 async def test_a_bad_file_never_stops_the_others(mdir: Path) -> None:

@@ -42,6 +42,9 @@ from minikubelet.status.events import EventRecorder
 from minikubelet.status.store import PodEntry, StatusStore
 
 REPO = Path(__file__).resolve().parents[2]
+TOKEN = "test-token-0123456789abcdefghijklmnopqrstuvwxyz"
+TOKENS = {TOKEN: "admin"}
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 START = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
 
 
@@ -238,7 +241,9 @@ async def api() -> AsyncIterator[Api]:
     logs.content[("default", "web-node1", "web", True)] = [b"previous life\n"]
     logs.content[("default", "multi-node1", "sidecar", False)] = [b"sidecar says hi\n"]
 
-    app = make_app(store=store, events=events, logs=logs, health=lambda: list(checks))
+    app = make_app(
+        store=store, events=events, logs=logs, tokens=TOKENS, health=lambda: list(checks)
+    )
     server = await serve(app, "127.0.0.1", 0)
     try:
         yield Api(server=server, store=store, events=events, logs=logs, checks=checks)
@@ -248,7 +253,7 @@ async def api() -> AsyncIterator[Api]:
 
 @pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(headers=AUTH) as session:
         yield session
 
 
@@ -256,8 +261,13 @@ CliResult = tuple[int, str, str]
 
 
 @pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., asyncio.Future[CliResult]]:
-    """Run ``main(argv)`` in a thread (the loop keeps serving); (exit code, stdout, stderr)."""
+def cli(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Callable[..., asyncio.Future[CliResult]]:
+    """Run ``main(argv)`` in a thread (the loop keeps serving); (exit code, stdout, stderr).
+    The CLI gets the token from $MINIKUBELET_TOKEN, and an empty state dir."""
+    monkeypatch.setenv("MINIKUBELET_TOKEN", TOKEN)
+    monkeypatch.setenv("MINIKUBELET_STATE_DIR", str(tmp_path / "no-state"))
 
     async def run(*argv: str) -> CliResult:
         capsys.readouterr()
@@ -450,12 +460,12 @@ async def test_cleanup_ends_an_open_follow_stream() -> None:
     logs = RecordingLogs(hold=asyncio.Event())
     logs.content[("default", "web-node1", "web", False)] = [b"hello\n"]
     server = await serve(
-        make_app(store=store, events=EventRecorder(node_name="n"), logs=logs),
+        make_app(store=store, events=EventRecorder(node_name="n"), logs=logs, tokens=TOKENS),
         "127.0.0.1",
         0,
         shutdown_timeout=0.2,
     )
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(headers=AUTH) as session:
         url = f"{server.url}/containerLogs/default/web-node1/web?follow=true"
         async with session.get(url) as r:
             assert await r.content.readany() == b"hello\n"
@@ -478,7 +488,10 @@ async def test_a_follower_hanging_up_closes_its_log_stream(
 
 async def test_serve_on_port_zero_reports_the_bound_port() -> None:
     app = make_app(
-        store=StatusStore(None), events=EventRecorder(node_name="n"), logs=RecordingLogs()
+        store=StatusStore(None),
+        events=EventRecorder(node_name="n"),
+        logs=RecordingLogs(),
+        tokens=TOKENS,
     )
     server = await serve(app, "127.0.0.1", 0)
     try:
@@ -596,7 +609,7 @@ async def test_cli_describe_finds_the_static_pod_by_prefix_and_ends_with_its_eve
         ["Normal", "Started"],
     ]
     assert "(x5 over " in events[3]
-    assert events[3].endswith("kubelet  Liveness probe failed: boom")
+    assert events[3].endswith("kubelet  spec.containers{web}: Liveness probe failed: boom")
     assert "Started container app" not in out  # another pod's event
 
 
@@ -658,7 +671,7 @@ async def test_python_dash_m_minikubelet_lists_pods(api: Api) -> None:
         api.url,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env={**os.environ, "PYTHONPATH": str(REPO), "MINIKUBELET_TOKEN": TOKEN},
     )
     out, err = await asyncio.wait_for(proc.communicate(), timeout=30)
     assert proc.returncode == 0, err.decode()

@@ -763,9 +763,9 @@ Tolerations:     :NoExecute op=Exists|
 Events:|
   Type     Reason     Age                 From     Message|
   ----     ------     ----                ----     -------|
-  Normal   Killing    65s                 kubelet  Container web failed liveness probe, will be restarted|
-  Normal   Started    35s (x2 over 101s)  kubelet  Started container web|
-  Warning  Unhealthy  2s (x5 over 71s)    kubelet  Liveness probe failed: cat: /tmp/healthy: No such file or directory|
+  Normal   Killing    65s                 kubelet  spec.containers{web}: Container web failed liveness probe, will be restarted|
+  Normal   Started    35s (x2 over 101s)  kubelet  spec.containers{web}: Started container web|
+  Warning  Unhealthy  2s (x5 over 71s)    kubelet  spec.containers{web}: Liveness probe failed: cat: /tmp/healthy: No such file or directory|
 """  # noqa: E501
 )
 

@@ -291,7 +291,8 @@ def test_range_and_cross_field_errors_are_reported_together():
         "must be between 1 and 65535, inclusive",
         f"{ctr}.ports[0].hostPort: Invalid value: -1: must be between 1 and 65535, inclusive",
         f'{ctr}.volumeMounts[0].name: Not found: "missing"',
-        f"{ctr}.securityContext.runAsGroup: Invalid value: -2: must be greater than or equal to 0",
+        f"{ctr}.securityContext.runAsGroup: Invalid value: -2: "
+        "must be between 0 and 2147483647, inclusive",
         f"{ctr}.lifecycle.preStop.sleep.seconds: Invalid value: -5: "
         "must be greater than or equal to 0",
         f"{ctr}.livenessProbe.grpc.port: Invalid value: 0: must be between 1 and 65535, inclusive",
@@ -309,7 +310,8 @@ def test_range_and_cross_field_errors_are_reported_together():
         "must not be set for readinessProbes",
         'spec.containers[1].name: Duplicate value: "web"',
         "spec.terminationGracePeriodSeconds: Invalid value: -1: must be greater than or equal to 0",
-        "spec.securityContext.runAsUser: Invalid value: -1: must be greater than or equal to 0",
+        "spec.securityContext.runAsUser: Invalid value: -1: must be between 0 and 2147483647, "
+        "inclusive",
     ]
     assert lines == [prefix + e for e in expected]
 

@@ -4,8 +4,7 @@
 # Runs COMMAND inside a throw-away Linux guest whose only cgroup hierarchy is cgroup v2
 # (cpu, memory, pids, io controllers). The project's machines and CI mount cgroup v1
 # controllers, so this is the only place where CPU and memory limits are really enforced.
-# Adapted from the reference recipe in ../shared (CGROUP2-VM.md); the project owns this copy
-# and never reads ../shared at run time.
+# docs/testing.md describes the backends and how the harness picks one.
 #
 # The host's / is the guest's root, read-only underneath a tmpfs overlay (guest writes are
 # discarded); the current directory and $MKVM_RW_DIRS are shared read-write at the same paths.
@@ -17,57 +16,81 @@
 #   --systemd   boot the host's systemd as PID 1; COMMAND runs in mkvm.service
 #               (Delegate=yes, cgroup /system.slice/mkvm.service). Adds ~10 s.
 # env:
-#   MKVM_BACKEND  uml  (default) Debian's user-mode-linux: a Linux 6.1 kernel run as a host
-#                      process. 1 CPU, no PSI/cpuset. Boots in ~3 s: fastest here.
+#   MKVM_BACKEND  auto (default) user-mode Linux where it boots on this host, else QEMU. Whether
+#                      UML boots is learnt from its first boot and cached per host kernel, CPU
+#                      model and UML binary (in $MKVM_VERDICTS). A guest that does not get as far
+#                      as starting COMMAND is reported ("did not boot", with the backend and the
+#                      reason: the kernel's panic line, or the console's last words) and COMMAND
+#                      is retried once on the other backend.
+#                 uml  Debian's user-mode-linux: a Linux 6.1 kernel run as a host process.
+#                      1 CPU, no PSI/cpuset. Boots in ~3 s: fastest here. Does not boot on
+#                      every CPU (its init dies of SIGSEGV on Sapphire Rapids class Xeons).
 #                 qemu QEMU TCG (software CPU emulation; KVM on these hosts cannot run a
 #                      normal kernel) with Debian's linux-image-amd64; N vCPUs, PSI, cpuset.
+#                 With uml or qemu the harness uses only that backend, without fallback.
+#   MKVM_UML      the UML kernel binary (default linux.uml from user-mode-linux)
 #   MKVM_MEM      guest RAM in MiB (default 2048)
 #   MKVM_CPUS     vCPUs for qemu (default: nproc)
 #   MKVM_TIMEOUT  seconds before the guest is killed (default 900)
+#   MKVM_BOOT_TIMEOUT  seconds the guest has to start COMMAND, else it "did not boot" (default 180)
 #   MKVM_CACHE    kernel/initramfs cache for qemu (default /var/cache/minikubelet-vm)
+#   MKVM_VERDICTS where auto keeps its verdicts (default $MKVM_CACHE)
 #   MKVM_RW_DIRS  extra host directories shared read-write (space separated)
 #   MKVM_NO_PYENV_RESOLVE=1  keep pyenv shims first in PATH (they cost ~8 s per call in the guest)
 #   MKVM_DEBUG=1  show kernel/systemd messages
+# stderr: "[vm] ..." lines; the last one says which backend ran COMMAND and for how long.
 # exit status: COMMAND's exit status; 125 = the VM itself failed / timed out; 2 = usage.
 set -euo pipefail
 
 SYSTEMD=0
 if [ "${1:-}" = "--systemd" ]; then SYSTEMD=1; shift; fi
 [ $# -gt 0 ] || { echo "usage: $0 [--systemd] COMMAND [ARGS...]" >&2; exit 2; }
-BACKEND=${MKVM_BACKEND:-uml}
+BACKEND=${MKVM_BACKEND:-auto}
+UML=${MKVM_UML:-linux.uml}
 CACHE=${MKVM_CACHE:-/var/cache/minikubelet-vm}
+VERDICTS=${MKVM_VERDICTS:-$CACHE}
 MEM=${MKVM_MEM:-2048}
 CPUS=${MKVM_CPUS:-$(nproc)}
 TIMEOUT=${MKVM_TIMEOUT:-900}
+BOOT_TIMEOUT=${MKVM_BOOT_TIMEOUT:-180}
 log() { echo "[vm] $*" >&2; }
 die() { echo "[vm] ERROR: $*" >&2; exit 125; }
 [ "$(id -u)" = 0 ] || die "must run as root"
+case $BACKEND in auto|uml|qemu) ;; *) die "unknown MKVM_BACKEND=$BACKEND (auto, uml or qemu)" ;; esac
 if [ "${MKVM_DEBUG:-0}" = 1 ]; then KLOG="loglevel=7"; else KLOG="quiet loglevel=1"; fi
 
-# ---------- 1. host packages (idempotent) -------------------------------------
-need=()
-[ -x /bin/busybox ] || need+=(busybox-static)
-case $BACKEND in
-  uml)  command -v linux.uml >/dev/null || need+=(user-mode-linux) ;;
-  qemu) command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
-        command -v xz >/dev/null || need+=(xz-utils) ;;
-  *) die "unknown MKVM_BACKEND=$BACKEND" ;;
-esac
+# ---------- 1. host packages (idempotent), per backend ----------------------------
 apt_updated=0
 apt_update() { [ $apt_updated = 1 ] || { apt-get -o DPkg::Lock::Timeout=600 update -qq >&2 || true; apt_updated=1; }; }
-if [ ${#need[@]} -gt 0 ]; then
+install_for() {
+  local need=()
+  [ -x /bin/busybox ] || need+=(busybox-static)
+  case $1 in
+    uml)  [ "$UML" != linux.uml ] || command -v linux.uml >/dev/null || need+=(user-mode-linux) ;;
+    qemu) command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+          command -v xz >/dev/null || need+=(xz-utils) ;;
+  esac
+  [ ${#need[@]} -gt 0 ] || return 0
   log "installing ${need[*]}"; apt_update
   DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
     --no-install-recommends "${need[@]}" >&2 || die "apt-get install ${need[*]} failed"
-fi
+}
 
 # ---------- 2. per-run control dir: command script, rw dirs, exit status --------
+# The guest marks its progress here: "started" just before COMMAND runs (a guest that never
+# writes it did not boot), "rc" with COMMAND's exit status, "bootfail" with the init's reason.
 CTL=$(mktemp -d /tmp/mkvm-ctl.XXXXXX); chmod 755 "$CTL"
-VMPID=
-cleanup() {
-  if [ -n "$VMPID" ]; then kill -TERM -- "-$VMPID" 2>/dev/null; sleep 1; kill -KILL -- "-$VMPID" 2>/dev/null; fi
-  rm -rf "$CTL"
+CONSOLE=$CTL.console  # the guest's console (kernel messages and COMMAND's output), not shared
+VMPID= TAILPID=
+stop_vm() {
+  if [ -n "$VMPID" ]; then
+    kill -TERM -- "-$VMPID" 2>/dev/null; sleep 1; kill -KILL -- "-$VMPID" 2>/dev/null
+    wait "$VMPID" 2>/dev/null
+  fi
+  if [ -n "$TAILPID" ]; then wait "$TAILPID" 2>/dev/null; fi
+  VMPID= TAILPID=
 }
+cleanup() { stop_vm; rm -rf "$CTL" "$CONSOLE"; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 CWD=$(pwd -P)
@@ -110,7 +133,7 @@ if [ $SYSTEMD = 1 ]; then
   printf '%s\n' '[Unit]' 'Description=mkvm command' 'After=basic.target' \
     '[Service]' 'Type=oneshot' 'TimeoutStartSec=infinity' 'Delegate=yes' \
     'StandardOutput=tty' 'StandardError=tty' 'TTYPath=/dev/console' \
-    'ExecStart=/bin/bash -c "stty -F /dev/console -onlcr; /bin/bash /run/mkvm/cmd.sh; echo $? > /run/mkvm/rc; sync"' \
+    'ExecStart=/bin/bash -c "stty -F /dev/console -onlcr; : > /run/mkvm/started; /bin/bash /run/mkvm/cmd.sh; echo $? > /run/mkvm/rc; sync"' \
     'ExecStartPost=/bin/systemctl --no-block poweroff --force' > "$CTL/units/mkvm.service"
   # units a test run does not need (masked inside the guest overlay only)
   echo systemd-networkd.service systemd-resolved.service systemd-timesyncd.service \
@@ -135,6 +158,7 @@ if [ "$SYSD" = 1 ]; then
   exec $B chroot $R /lib/systemd/systemd --unit=mkvm.target $SDOPTS
 fi
 $B stty -F /dev/console -onlcr 2>/dev/null
+: > $R/run/mkvm/started
 $B chroot $R /bin/bash /run/mkvm/cmd.sh < /dev/null > /dev/console 2>&1
 echo $? > $R/run/mkvm/rc
 $B sync; $B poweroff -f
@@ -143,10 +167,11 @@ if [ "${MKVM_DEBUG:-0}" = 1 ]; then SDOPTS="--log-level=info"; else SDOPTS="--sh
 
 # ---------- 3a. backend: user-mode Linux ---------------------------------------
 run_uml() {
-  [ -d "/usr/lib/uml/modules/$(ls /usr/lib/uml/modules | sort -V | tail -1)" ] || die "user-mode-linux modules missing"
+  [ -d "/usr/lib/uml/modules/$(ls /usr/lib/uml/modules | sort -V | tail -1)" ] || {
+    BOOTFAIL="user-mode-linux's modules are missing (/usr/lib/uml/modules)"; return 1; }
   printf '#!/bin/busybox sh\nB=/bin/busybox; CTL=%s; R=/mnt/mkvm-root; SYSD=%s; SDOPTS="%s"\n' "$CTL" "$SYSTEMD" "$SDOPTS" > "$CTL/init"
   cat >> "$CTL/init" <<'EOF'
-fail() { echo "[mkvm-init] $*"; echo 125 > $CTL/rc; $B sync; $B poweroff -f; }
+fail() { echo "[mkvm-init] $*"; echo "$*" > $CTL/bootfail; $B sync; $B poweroff -f; }
 $B mount -t proc proc /proc; $B mount -t sysfs sys /sys
 $B mount -t tmpfs -o mode=755 tmpfs /mnt || fail "tmpfs"
 $B mkdir -p /mnt/upper /mnt/work $R /mnt/ctl
@@ -166,10 +191,10 @@ EOF
   # UML backs guest RAM with a sparse file in $TMPDIR; hostfs root is mounted read-only
   local memdir=/dev/shm
   [ "$(df --output=avail -m /dev/shm 2>/dev/null | tail -1 | tr -d ' ')" -gt "$MEM" ] 2>/dev/null || memdir=/tmp
-  TMPDIR=$memdir setsid timeout -k 10 "$TIMEOUT" linux.uml mem="${MEM}M" \
+  TMPDIR=$memdir setsid timeout -k 10 "$TIMEOUT" "$UML" mem="${MEM}M" \
     root=/dev/root rootfstype=hostfs rootflags=/ ro init="$CTL/init" \
     con=null con0=fd:0,fd:1 selinux=0 cgroup_no_v1=all systemd.unified_cgroup_hierarchy=1 $KLOG \
-    < /dev/null &
+    < /dev/null > "$CONSOLE" 2>&1 &
   VMPID=$!
 }
 
@@ -219,7 +244,7 @@ mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
 for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci 9pnet 9pnet_virtio netfs fscache 9p overlay; do
   [ -f /lib/modules/$m.ko ] && insmod /lib/modules/$m.ko
 done
-fail() { echo "[mkvm-init] $*"; echo 125 > /mnt/ctl/rc; sync; poweroff -f; }
+fail() { echo "[mkvm-init] $*"; echo "$*" > /mnt/ctl/bootfail; sync; poweroff -f; }
 O9P="trans=virtio,version=9p2000.L,msize=262144"
 mount -t 9p -o $O9P,cache=none ctl /mnt/ctl || fail "mount ctl"
 mount -t 9p -o $O9P,ro,cache=loose hostroot /mnt/lower || fail "mount hostroot"
@@ -257,14 +282,92 @@ INIT
     i=$((i+1))
   done < "$CTL/rwdirs"
   log "booting QEMU/TCG guest ($CPUS vCPU, ${MEM} MiB, systemd=$SYSTEMD) to run: $*"
-  setsid timeout -k 10 "$TIMEOUT" qemu-system-x86_64 "${QARGS[@]}" < /dev/null \
-    2> >(grep -v 'externally provided fw_cfg' >&2) &
+  setsid timeout -k 10 "$TIMEOUT" qemu-system-x86_64 "${QARGS[@]}" < /dev/null > "$CONSOLE" 2>&1 &
   VMPID=$!
 }
 
-T0=$(date +%s)
-run_$BACKEND "$@"
-set +e; wait "$VMPID"; vrc=$?; set -e; VMPID=
-log "guest finished after $(( $(date +%s) - T0 )) s (vm rc=$vrc)"
-[ -s "$CTL/rc" ] || die "no exit status from guest (vm rc=$vrc; 124 = killed after ${TIMEOUT}s)"
+# ---------- 4. boot, and fall back to the other backend when a guest cannot boot ---------
+
+# The reason a guest that never started COMMAND gives: the init's own words, the kernel's
+# panic line, or the console's last line.
+boot_failure_reason() {
+  local vrc=$1 line
+  if [ -s "$CTL/bootfail" ]; then echo "its init failed: $(head -1 "$CTL/bootfail")"; return; fi
+  line=$(grep -a -m1 -E 'Kernel panic|panic:' "$CONSOLE" 2>/dev/null | tr -d '\r' |
+    sed 's/^[[:space:]]*\(\[[^]]*\]\)\{0,1\}[[:space:]]*//' || true)
+  if [ -n "$line" ]; then echo "$line"; return; fi
+  [ -n "${BOOT_TIMED_OUT:-}" ] && { echo "COMMAND had not started after ${BOOT_TIMEOUT}s"; return; }
+  line=$(grep -a -v '^[[:space:]]*$' "$CONSOLE" 2>/dev/null | tail -1 | tr -d '\r' || true)
+  if [ -n "$line" ]; then line="; the last line on its console: $line"; fi
+  echo "the VM exited with status $vrc$line"
+}
+
+# attempt BACKEND COMMAND...: boot once. Returns 0 when COMMAND ran (its status in $CTL/rc),
+# 1 when the guest did not boot (BOOTFAIL says why), 2 when it died or hung after starting it.
+attempt() {
+  local be=$1 vrc=0 t0; shift
+  rm -f "$CTL/rc" "$CTL/started" "$CTL/bootfail" "$CONSOLE"; : > "$CONSOLE"
+  BOOTFAIL= BOOT_TIMED_OUT= VMPID=
+  install_for "$be"
+  t0=$SECONDS
+  "run_$be" "$@" || return 1
+  tail -n +1 -s 0.2 -f --pid="$VMPID" "$CONSOLE" | grep -a -v --line-buffered 'externally provided fw_cfg' &
+  TAILPID=$!
+  while kill -0 "$VMPID" 2>/dev/null; do
+    if [ ! -e "$CTL/started" ] && [ $((SECONDS - t0)) -ge "$BOOT_TIMEOUT" ]; then
+      BOOT_TIMED_OUT=1; kill -TERM -- "-$VMPID" 2>/dev/null; sleep 1; kill -KILL -- "-$VMPID" 2>/dev/null
+    fi
+    sleep 0.2
+  done 2>/dev/null  # (bash's own notice of a VM killed by a signal: the reason comes below)
+  wait "$VMPID" 2>/dev/null || vrc=$?
+  wait "$TAILPID" || true
+  VMPID= TAILPID=
+  ELAPSED=$((SECONDS - t0))
+  if [ -s "$CTL/rc" ]; then return 0; fi
+  if [ ! -e "$CTL/started" ]; then BOOTFAIL=$(boot_failure_reason "$vrc"); return 1; fi
+  BOOTFAIL="the guest stopped before COMMAND finished (vm rc=$vrc; 124 = killed after ${TIMEOUT}s)"
+  return 2
+}
+
+name_of() { case $1 in uml) echo "user-mode Linux";; qemu) echo "QEMU/TCG";; esac; }
+
+# auto: what the last boot of this UML binary on this host kernel and CPU model showed.
+FALLBACK=0 VERDICT=
+if [ "$BACKEND" = auto ]; then
+  FALLBACK=1
+  uml_bin=$(command -v "$UML" 2>/dev/null || echo "$UML")
+  uml_id=$(stat -L -c '%n %s %Y' "$uml_bin" 2>/dev/null || echo "$uml_bin")
+  cpu=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2-)
+  key=$(printf '%s|%s|%s' "$(uname -r)" "$cpu" "$uml_id" | cksum | cut -d' ' -f1)
+  VERDICT=$VERDICTS/uml-boots.$key
+  BACKEND=uml
+  if [ -s "$VERDICT" ] && [ "$(head -1 "$VERDICT")" = qemu ]; then
+    BACKEND=qemu
+    log "using QEMU/TCG: user-mode Linux did not boot on this host ($(sed -n 2p "$VERDICT")); cached in $VERDICT"
+  fi
+fi
+other() { case $1 in uml) echo qemu;; qemu) echo uml;; esac; }
+record_verdict() {  # after a UML boot attempt in auto mode: $1 = uml or qemu, $2 = reason
+  [ -n "$VERDICT" ] || return 0
+  mkdir -p "$VERDICTS"
+  printf '%s\n%s\n' "$1" "${2:-}" > "$VERDICT.tmp" && mv "$VERDICT.tmp" "$VERDICT"
+}
+
+set +e; attempt "$BACKEND" "$@"; status=$?; set -e
+if [ "$BACKEND" = uml ] && [ $status != 1 ]; then record_verdict uml; fi
+if [ $status = 1 ]; then
+  log "the $(name_of "$BACKEND") guest did not boot: $BOOTFAIL"
+  [ "$BACKEND" = uml ] && record_verdict qemu "$BOOTFAIL"
+  [ $FALLBACK = 1 ] || die "the $(name_of "$BACKEND") guest did not boot (MKVM_BACKEND=$BACKEND: no fallback)"
+  first=$BACKEND first_reason=$BOOTFAIL
+  BACKEND=$(other "$BACKEND")
+  log "retrying on $(name_of "$BACKEND")"
+  set +e; attempt "$BACKEND" "$@"; status=$?; set -e
+  if [ "$BACKEND" = uml ] && [ $status != 1 ]; then record_verdict uml; fi
+  if [ $status = 1 ]; then
+    die "no guest boots here: $(name_of "$first"): $first_reason; $(name_of "$BACKEND"): $BOOTFAIL"
+  fi
+fi
+[ $status = 0 ] || die "$(name_of "$BACKEND"): $BOOTFAIL"
+log "backend=$BACKEND: guest finished after ${ELAPSED} s, COMMAND exited $(cat "$CTL/rc")"
 exit "$(cat "$CTL/rc")"
