@@ -133,6 +133,7 @@ def fold_cost(procs: Path) -> list[float]:
             workdir="/",
             env={},
             argv=TRUE,
+            exit_file=Path(os.devnull),  # the exit recorder's file
             cgroup_procs=procs if cgroup else None,
             oom_score_adj=500 if cgroup else None,
         )

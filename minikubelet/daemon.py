@@ -21,7 +21,8 @@ here. If so it sets up its subtree and hands the driver to the process runtime; 
 still run, and the daemon says so once: a warning in the log with detect()'s reason, a Warning
 event on the Node, and a ``[+]cgroups warning: ...`` line in ``/healthz?verbose`` (healthz stays
 ok: the node works, without limits). Config (``cgroups.*``): ``enabled`` (auto: use them when
-possible; true: refuse to start without them; false: never), ``name`` (the subtree, default
+possible; true: refuse to start without them; false: never, not even to track processes),
+``name`` (the subtree, default
 kubepods), ``parent`` (an absolute cgroup path to put it in instead of the daemon's own
 cgroup), ``pidsLimit`` (pids.max of every pod and container).
 
@@ -44,9 +45,18 @@ reports it the same way: a ``RuntimeNotReady`` Node Warning event, once per prob
 package to install, and a ``runtime-<name>`` line in ``/healthz?verbose`` that follows the
 engine's state (a podman that comes back healthy clears its warning).
 
-Restart recovery is not built yet: stopping the daemon stops its pods, so that nothing is left
-running unsupervised. Containers already run in their own sessions, and each instance is
-recorded in the state dir, so that a later daemon can adopt them instead.
+Restart recovery (docs/recovery.md): a daemon that dies (SIGKILL, a crash) leaves its pods
+running. The next one reads the status and events the last one persisted; its runtimes find
+the containers still running when they are entered; each pod worker adopts its own
+(``Runtime.recover_pod``) and carries on from the persisted status; once the first snapshot of
+the manifests says which pods are wanted, what is left of the others (removed or changed while
+no daemon ran) is stopped and removed (``Runtime.clean_up_pods``). A clean stop (SIGTERM) still
+stops every pod first.
+
+Without limits, the process runtime still gets cgroups where a cgroup v2 hierarchy is writable
+(on a cgroup v1 "hybrid" host, the controller-less one at /sys/fs/cgroup/unified): only to
+track every process of a container, so that a process that left its process group dies with
+its pod. Limits stay unenforced, and the daemon says so as before.
 """
 
 from __future__ import annotations
@@ -269,14 +279,25 @@ def start_cgroups(
             raise SystemExit(f"cgroups.enabled is true, but {reason}") from exc
         return not_enforced(reason)
     log.info("%s; pods in %s", support.reason, driver.top.path)
-    if leftovers := driver.pod_uids():
-        log.warning(
-            "%d pod cgroups left by an earlier run under %s (not adopted): %s",
-            len(leftovers),
-            driver.top.path,
-            ", ".join(leftovers),
-        )
     return driver, ("cgroups", True, "")
+
+
+def tracking_cgroups(settings: CgroupSettings) -> CgroupDriver | None:
+    """Where limits are not enforced: a driver that only tracks each container's processes in
+    a cgroup v2 hierarchy without controllers, or None where there is none we may write to."""
+    if settings.enabled is False:
+        return None
+    support = detect(parent=settings.parent)
+    if support.available or support.tracking_root is None:
+        return None
+    try:
+        driver = CgroupDriver(support, name=settings.name, limits=False)
+        driver.setup()
+    except CgroupError as exc:
+        log.info("containers' processes are not tracked in cgroups: %s", exc)
+        return None
+    log.info("containers' processes are tracked (no limits) in the cgroups under %s", driver.top)
+    return driver
 
 
 class _Runtimes:
@@ -382,9 +403,10 @@ async def run(cfg: DaemonConfig) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
 
-    cgroups, cgroups_health = start_cgroups(
-        cgroup_settings(cfg.extra), events=events, node_name=cfg.node_name
-    )
+    cgroups_config = cgroup_settings(cfg.extra)
+    cgroups, cgroups_health = start_cgroups(cgroups_config, events=events, node_name=cfg.node_name)
+    if cgroups is None:
+        cgroups = tracking_cgroups(cgroups_config)
     trust_off = ""
     if cfg.trust_non_root_files:
         trust_off = "manifests.trustNonRootFiles is true: manifests are read whoever owns them"
@@ -435,7 +457,14 @@ async def run(cfg: DaemonConfig) -> None:
                 f"{', '.join(runtimes.available())})"
             )
 
+        cleaning: list[asyncio.Task[None]] = []  # the clean-up of earlier pods, once started
+
         def make_worker(static: StaticPod, predecessor: asyncio.Task[None] | None) -> PodWorker:
+            previous = restored.pop(static.key, None)
+            if predecessor is None and previous is not None and previous.uid != static.uid:
+                # Changed while no daemon ran: the old pod's containers may still run; they
+                # are stopped by the clean-up, which the new pod waits for (ports, files).
+                predecessor = cleaning[0] if cleaning else None
             worker = PodWorker(
                 static,
                 runtime=runtimes.for_pod(static),
@@ -446,9 +475,12 @@ async def run(cfg: DaemonConfig) -> None:
                 admission=admission,
                 http=http,
             )
-            previous = restored.pop(static.key, None)
             if previous is not None and previous.uid == static.uid:
-                worker.restore(previous.view.status)
+                annotations = previous.view.metadata.get("annotations")
+                worker.restore(
+                    previous.view.status,
+                    annotations=annotations if isinstance(annotations, dict) else None,
+                )
             return worker
 
         reconciler = Reconciler(
@@ -531,6 +563,23 @@ async def run(cfg: DaemonConfig) -> None:
             said[reason] = message
             return message
 
+        first: asyncio.Future[DesiredSet] = loop.create_future()
+
+        async def clean_up() -> None:
+            """Once the wanted pods are known: stop what earlier daemons left of the others. A
+            failure here is reported and leaves those pods as they are; it stops nothing."""
+            keep = {static.uid for static in (await first).pods.values()}
+            for runtime in available.values():
+                try:
+                    await runtime.clean_up_pods(keep)
+                except Exception as exc:
+                    log.error(
+                        "%s runtime: cannot clean up what earlier daemons left: %s",
+                        runtime.name,
+                        exc,
+                        exc_info=exc,
+                    )
+
         def publish(desired: DesiredSet) -> None:
             nonlocal manifests_health
             if stop.is_set():
@@ -564,6 +613,10 @@ async def run(cfg: DaemonConfig) -> None:
                     message=f"manifests are read from {resolved} (through {cfg.manifests})",
                 )
             reconciler.reconcile_once(desired)
+            if not first.done() and desired.unavailable is None and desired.directory_error is None:
+                # A snapshot that says which pods are wanted (not a directory that cannot be
+                # read or trusted: what runs from it keeps running).
+                first.set_result(desired)
             for key, entry in list(restored.items()):
                 # Left by the previous daemon and not wanted any more (file gone or changed).
                 if key not in desired.pods or desired.pods[key].uid != entry.uid:
@@ -601,6 +654,9 @@ async def run(cfg: DaemonConfig) -> None:
             tasks = {
                 name: tg.create_task(machinery(name, w), name=name) for name, w in parts.items()
             }
+            # Not machinery: it ends when done, and a failure of it stops nothing.
+            tasks["clean-up"] = tg.create_task(clean_up(), name="clean-up of earlier pods")
+            cleaning.append(tasks["clean-up"])
             log.info("minikubelet ready: API on %s (kubeconfig in %s)", site.url, cfg.state_dir)
             await stop.wait()
 

@@ -11,7 +11,7 @@ operation (``start_pod``, ``stop_pod``, ``start_container``, ``wait_container``,
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -20,10 +20,12 @@ from minikubelet.runtime.base import (
     ContainerConfig,
     ContainerExit,
     ContainerID,
+    ContainerKind,
     ExecResult,
     ExitReason,
     PodSandbox,
     PodSandboxConfig,
+    RecoveredContainer,
     Runtime,
     StartedContainer,
 )
@@ -50,6 +52,8 @@ class FakeRuntime:
     started: asyncio.Event = field(default_factory=asyncio.Event)
     pods_started: int = 0
     pods_stopped: int = 0
+    recovered: dict[str, list[RecoveredContainer]] = field(default_factory=dict)  # by pod UID
+    cleaned_up: list[set[str]] = field(default_factory=list)  # the keep sets clean_up_pods got
     faults: dict[str, BaseException] = field(default_factory=dict)  # see the module docstring
     faulted: list[str] = field(default_factory=list)  # operations that raised a fault
 
@@ -135,7 +139,10 @@ class FakeRuntime:
             self._end(c, self.exit_on_stop)
 
     async def remove_container(self, container_id: ContainerID) -> None:
-        name = self.containers[container_id].config.container.name
+        known = self.containers.get(container_id)
+        if known is None:  # an unknown one (ended before it was recovered): nothing to do
+            return
+        name = known.config.container.name
         self.calls.append(("remove", name))
         self._fault("remove_container", name)
 
@@ -152,6 +159,31 @@ class FakeRuntime:
         self._fault("exec_in_container", name)
         code = self.exec_exit.get(name, 0)
         return ExecResult(exit_code=code, output=b"" if code == 0 else f"exit {code}".encode())
+
+    async def recover_pod(self, pod: PodSandboxConfig) -> Sequence[RecoveredContainer]:
+        """What ``recovered`` holds for this pod (a test puts instances there), claimed once.
+        A running one (no exit) is adopted: ``exit(name, code)`` ends it."""
+        found = self.recovered.pop(pod.uid, [])
+        for rc in found:
+            if rc.exit is None:
+                config = ContainerConfig(
+                    container=next(c for c in pod.spec.all_containers() if c.name == rc.name),
+                    kind=ContainerKind.REGULAR,
+                    command=(),
+                    args=(),
+                    env=(),
+                    restart_count=rc.restart_count,
+                )
+                self.containers[rc.container_id] = FakeContainer(
+                    rc.container_id,
+                    config,
+                    rc.started_at,
+                    asyncio.get_running_loop().create_future(),
+                )
+        return found
+
+    async def clean_up_pods(self, keep: Collection[str]) -> None:
+        self.cleaned_up.append(set(keep))
 
     async def _no_logs(self) -> AsyncIterator[bytes]:
         if False:

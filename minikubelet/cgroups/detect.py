@@ -21,6 +21,14 @@ configured. That single rule covers both host kinds:
   in ``<unit cgroup>/kubepods``. A cgroup systemd did not delegate is reported as unusable
   rather than written to behind systemd's back.
 
+Tracking without limits (``tracking_root``): where limits cannot be enforced but a cgroup v2
+hierarchy is mounted and writable (a cgroup v1 "hybrid" host has one at /sys/fs/cgroup/unified,
+without controllers), pods and containers still get cgroups there, only to know and kill every
+process of a container: a process that leaves its process group (``setsid``, a double fork)
+stays in its cgroup, and ``cgroup.kill`` takes it. The same placement rules apply (the daemon's
+own v2 cgroup or ``parent``; a delegated cgroup under systemd). Nothing is limited there, and the
+``reason`` still says that limits are not enforced.
+
 We chose the delegated subtree over transient units through systemd's D-Bus API (kubelet's
 "systemd" driver): it needs no D-Bus client, it is the same code path as a cgroupfs host (so the
 VM tests cover both), the daemon keeps synchronous control of every write and of ``cgroup.kill``,
@@ -53,6 +61,7 @@ class CgroupSupport:
     controllers: frozenset[str]  # the wanted controllers present at root (cpu, memory, pids)
     reason: str  # one sentence for the log, /healthz?verbose and the node event
     systemd: bool = False  # PID 1 is systemd: root is a cgroup delegated to our unit
+    tracking_root: Path | None = None  # where pod cgroups go (limits or not); None: nowhere
 
 
 def _statfs_magic(path: Path) -> int | None:
@@ -132,8 +141,10 @@ def _is_delegated(directory: Path) -> bool:
     return False
 
 
-def _unavailable(reason: str) -> CgroupSupport:
-    return CgroupSupport(False, None, frozenset(), f"{reason}: {NOT_ENFORCED}")
+def _unavailable(reason: str, tracking_root: Path | None = None) -> CgroupSupport:
+    return CgroupSupport(
+        False, None, frozenset(), f"{reason}: {NOT_ENFORCED}", tracking_root=tracking_root
+    )
 
 
 def _describe_non_v2(mount: Path, mounts: list[_Mount], fstype: str | None) -> str:
@@ -170,7 +181,8 @@ def detect(
     """Decide whether minikubelet can enforce limits, and where its subtree goes.
 
     ``parent`` is an absolute cgroup path (``/minikubelet``) to use instead of the daemon's own
-    cgroup. Nothing is written.
+    cgroup. Nothing is written. When limits cannot be enforced, ``tracking_root`` still names
+    a cgroup v2 directory (at or below ``mount``) where processes can be tracked, if any.
     """
     mounts = _mounts(proc / "self" / "mountinfo")
     try:
@@ -181,8 +193,52 @@ def detect(
         magic == CGROUP2_SUPER_MAGIC if magic is not None else (_fstype(mount, mounts) == "cgroup2")
     )
     if not is_v2:
-        return _unavailable(_describe_non_v2(mount, mounts, _fstype(mount, mounts)))
+        reason = _describe_non_v2(mount, mounts, _fstype(mount, mounts))
+        v2 = next(
+            (m.point for m in mounts if m.fstype == "cgroup2" and m.point.is_relative_to(mount)),
+            None,
+        )
+        tracking = None
+        if v2 is not None:
+            tracking, _ = _subtree(v2, parent=parent, proc=proc, run=run)
+        return _unavailable(reason, tracking)
 
+    root, why_not = _subtree(mount, parent=parent, proc=proc, run=run)
+    if root is None:
+        return _unavailable(why_not or f"no usable cgroup at {mount}")
+    existing = _deepest_existing(root, mount)
+    controllers = _read_controllers(existing)
+    missing = REQUIRED_CONTROLLERS - controllers
+    if missing:
+        have = " ".join(sorted(controllers)) or "none"
+        return _unavailable(
+            f"cgroup v2 at {existing} lacks the {' and '.join(sorted(missing))} "
+            f"controller{'s' if len(missing) > 1 else ''} (it has: {have})",
+            root,
+        )
+    wanted = controllers & (REQUIRED_CONTROLLERS | OPTIONAL_CONTROLLERS)
+    return CgroupSupport(
+        True,
+        root,
+        wanted,
+        f"cgroup v2 at {root} ({' '.join(sorted(wanted))}): CPU and memory limits are enforced",
+        systemd_booted(run),
+        tracking_root=root,
+    )
+
+
+def _deepest_existing(root: Path, mount: Path) -> Path:
+    existing = root
+    while not existing.is_dir() and existing != mount:
+        existing = existing.parent
+    return existing
+
+
+def _subtree(
+    mount: Path, *, parent: str | None, proc: Path, run: Path
+) -> tuple[Path | None, str | None]:
+    """Where our subtree goes in the cgroup v2 hierarchy at ``mount`` (the daemon's own cgroup,
+    or ``parent``), or None and the reason why we may not write there."""
     systemd = systemd_booted(run)
     if parent is not None:
         relative = parent.strip("/")
@@ -192,36 +248,19 @@ def detect(
             relative = relative.rpartition("/")[0]
     root = mount / relative if relative else mount
 
-    # The deepest existing directory decides which controllers we can have.
-    existing = root
-    while not existing.is_dir() and existing != mount:
-        existing = existing.parent
+    # The deepest existing directory decides what we may do.
+    existing = _deepest_existing(root, mount)
     if systemd:
         if existing == mount:
-            return _unavailable(
+            return None, (
                 f"minikubelet would write to the root cgroup of a systemd host "
                 f"({root}); run it from its systemd unit with Delegate=yes"
             )
         if not _is_delegated(existing):
-            return _unavailable(
+            return None, (
                 f"the cgroup {existing} is not delegated by systemd "
                 f"(run minikubelet from its unit with Delegate=yes)"
             )
-    controllers = _read_controllers(existing)
-    missing = REQUIRED_CONTROLLERS - controllers
-    if missing:
-        have = " ".join(sorted(controllers)) or "none"
-        return _unavailable(
-            f"cgroup v2 at {existing} lacks the {' and '.join(sorted(missing))} "
-            f"controller{'s' if len(missing) > 1 else ''} (it has: {have})"
-        )
     if not os.access(existing, os.W_OK):
-        return _unavailable(f"no permission to create cgroups in {existing}")
-    wanted = controllers & (REQUIRED_CONTROLLERS | OPTIONAL_CONTROLLERS)
-    return CgroupSupport(
-        True,
-        root,
-        wanted,
-        f"cgroup v2 at {root} ({' '.join(sorted(wanted))}): CPU and memory limits are enforced",
-        systemd,
-    )
+        return None, f"no permission to create cgroups in {existing}"
+    return root, None

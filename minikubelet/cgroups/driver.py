@@ -18,6 +18,12 @@ left and makes a fresh directory, so ``memory.events`` counts only the current i
 ``oom_kills() > 0`` after an exit means OOMKilled. Its processes enter it before exec through
 ``launch.enter_argv``; the runtime kills and removes it with ``kill_and_wait`` and ``remove``.
 
+Tracking only (``CgroupDriver(support, limits=False)``, on a host where limits cannot be
+enforced but a cgroup v2 hierarchy is writable): the same directories, flat under kubepods
+(``kubepods/pod<uid>/<container>``), with no controller enabled and no file written but
+``cgroup.procs`` and ``cgroup.kill``. They serve to find and kill every process of a container,
+also one that left its process group, and to tell a container's processes from others.
+
 The driver trusts no in-memory state: every method finds its directory from the pod UID, so a
 restarted daemon can list and clean up what an earlier one left (``pod_uids``).
 """
@@ -65,14 +71,19 @@ class CgroupDriver:
         *,
         name: str = DEFAULT_NAME,
         pids_limit: int | None = None,
+        limits: bool = True,
     ) -> None:
-        if not support.available or support.root is None:
+        """``limits``: enforce them (the support must allow it); False only tracks processes,
+        in ``support.tracking_root``."""
+        root = support.root if limits else support.tracking_root
+        if (limits and not support.available) or root is None:
             raise CgroupError(f"cgroup v2 is not usable: {support.reason}")
         self.support = support
-        self.base = Cgroup(support.root)  # our delegated cgroup (or the hierarchy's root)
-        self.top = Cgroup(support.root / _component(name, "subtree name"))  # kubepods
-        self.controllers = support.controllers
-        self.pids_limit = pids_limit  # pids.max for every pod and container; None = no limit
+        self.limits = limits  # limits are written and enforced; False: processes are tracked
+        self.base = Cgroup(root)  # our delegated cgroup (or the hierarchy's root)
+        self.top = Cgroup(root / _component(name, "subtree name"))  # kubepods
+        self.controllers = support.controllers if limits else frozenset()
+        self.pids_limit = pids_limit if limits else None  # pids.max; None = no limit
 
     # --- subtree --------------------------------------------------------------------------------
 
@@ -89,8 +100,14 @@ class CgroupDriver:
         while not chain[-1].exists():
             chain.append(Cgroup(chain[-1].path.parent))
         for cg in reversed(chain[:-1]):
-            Cgroup(cg.path.parent).enable_controllers(self.controllers)
+            if self.limits:
+                Cgroup(cg.path.parent).enable_controllers(self.controllers)
             cg.create()
+        if not self.limits:
+            # No controller, so no rule against processes beside child cgroups: the daemon
+            # stays where it is.
+            self.top.create()
+            return
         if not self._is_hierarchy_root(self.base.path) and self.base.pids():
             leaf = Cgroup(self.base.path / DAEMON_LEAF)
             leaf.create()
@@ -119,7 +136,7 @@ class CgroupDriver:
     # --- pods -----------------------------------------------------------------------------------
 
     def pod_cgroup(self, uid: str, qos: QOSClass) -> Cgroup:
-        tier = _TIER[qos]
+        tier = _TIER[qos] if self.limits else None
         parent = self.top.path / tier if tier else self.top.path
         return Cgroup(parent / f"pod{_component(uid, 'pod UID')}")
 
@@ -143,6 +160,10 @@ class CgroupDriver:
 
     def create_pod(self, *, uid: str, spec: PodSpec) -> Cgroup:
         """Create (or update) the pod's cgroup with ResourceConfigForPod. Idempotent."""
+        if not self.limits:
+            cg = self.pod_cgroup(uid, QOSClass.GUARANTEED)
+            cg.create()
+            return cg
         config = resource_config_for_pod(spec)
         cg = self.pod_cgroup(uid, config.qos)
         cg.create(enable=self.controllers)
@@ -175,7 +196,12 @@ class CgroupDriver:
         first, so the new one's counters (memory.events oom_kill) start at zero; it must be
         empty (the runtime has killed and reaped the previous instance).
         """
-        pod = self.create_pod(uid=uid, spec=spec)
+        if self.limits:
+            pod = self.create_pod(uid=uid, spec=spec)
+        else:
+            pod = self.pod_cgroup(uid, QOSClass.GUARANTEED)
+            if not pod.exists():
+                pod.create()
         cg = Cgroup(pod.path / _component(container.name, "container name"))
         if cg.exists():
             if cg.populated():
@@ -184,6 +210,8 @@ class CgroupDriver:
                 )
             cg.remove()
         cg.create()
+        if not self.limits:
+            return cg
         res = container_resources(container)
         cg.write("cpu.weight", str(res.cpu_weight))
         cg.write("cpu.max", res.cpu_max)

@@ -73,6 +73,17 @@ class Backoff:
     def forget(self, key: str) -> None:
         self._entries.pop(key, None)
 
+    def entry(self, key: str) -> tuple[float, float] | None:
+        """(delay, time of the last update) for ``key``, to persist it; None if there is none."""
+        entry = self._entries.get(key)
+        return (entry.backoff, entry.last_update) if entry is not None else None
+
+    def restore(self, key: str, *, backoff: float, last_update: float) -> None:
+        """Put back an entry a previous daemon persisted (times on this clock)."""
+        self._entries[key] = _Entry(
+            backoff=min(max(backoff, self.initial), self.maximum), last_update=last_update
+        )
+
 
 def format_go_duration(seconds: float) -> str:
     """Go's time.Duration.String() for whole seconds and above: 10s, 1m20s, 5m0s, 1h0m0s."""

@@ -19,7 +19,15 @@ from minikubelet.api.model import (
     ContainerStateWaiting,
     ContainerStatus,
 )
-from minikubelet.runtime.base import ContainerExit, ContainerID, ContainerKind, ExitReason
+from minikubelet.runtime.base import (
+    UNKNOWN_EXIT_CODE,
+    UNKNOWN_MESSAGE,
+    ContainerExit,
+    ContainerID,
+    ContainerKind,
+    ExitReason,
+    RecoveredContainer,
+)
 
 
 @dataclass(slots=True)
@@ -142,3 +150,37 @@ def restore_record(rec: ContainerRecord, status: ContainerStatus, *, finished: b
         rec.waiting_reason = None
     else:
         rec.last_exit = exit
+
+
+def adopt_record(
+    rec: ContainerRecord, latest: RecoveredContainer, previous: RecoveredContainer | None
+) -> None:
+    """Carry a record on from the instances the runtime recovered (they are more recent than
+    any status a previous daemon persisted): the latest is running (adopted) or has ended;
+    the exit of the one before it is lastState. The restart count never goes back."""
+    rec.instances = max(rec.instances, latest.restart_count + 1)
+    rec.container_id = latest.container_id
+    rec.started_at = latest.started_at
+    if previous is not None and previous.exit is not None:
+        rec.last_exit = previous.exit
+    rec.waiting_reason = rec.waiting_message = None
+    rec.killing = False
+    if latest.exit is None:
+        # Running, adopted: the same process as before the restart.
+        rec.running = True
+        rec.exit = None
+    else:
+        rec.running = False
+        rec.exit = latest.exit
+
+
+def vanished(started_at: datetime | None, now: datetime) -> ContainerExit:
+    """kubelet's lastState for a container that was running and of which nothing is left."""
+    return ContainerExit(
+        exit_code=UNKNOWN_EXIT_CODE,
+        signal=None,
+        reason=ExitReason.UNKNOWN,
+        message=UNKNOWN_MESSAGE,
+        started_at=started_at or now,
+        finished_at=now,
+    )

@@ -28,10 +28,15 @@ starts a new worker after a backoff (docs/robustness.md).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+
+from pydantic import JsonValue
 
 from minikubelet.api.env import expand_command, resolve_env
 from minikubelet.api.errors import (
@@ -59,9 +64,11 @@ from minikubelet.pods.backoff import Backoff, format_go_duration
 from minikubelet.pods.hooks import ExecFn, run_hook
 from minikubelet.pods.records import (
     ContainerRecord,
+    adopt_record,
     container_status,
     restore_record,
     should_restart,
+    vanished,
 )
 from minikubelet.probes.handlers import HTTPProber
 from minikubelet.probes.results import ProbeKind, ProbeUpdate
@@ -74,6 +81,7 @@ from minikubelet.runtime.base import (
     ExecResult,
     ExitReason,
     PodSandboxConfig,
+    RecoveredContainer,
     Runtime,
 )
 from minikubelet.status.events import EventRecorder
@@ -83,6 +91,9 @@ from minikubelet.status.store import PodEntry, StatusStore
 log = logging.getLogger(__name__)
 
 CGROUP_ANNOTATION = "minikubelet.io/cgroup"  # the pod's cgroup directory, for operators
+BACKOFF_ANNOTATION = "minikubelet.io/backoff"
+"""Each container's CrashLoopBackOff state, persisted with the pod's status so that a daemon
+restart carries it on: JSON ``{container: {"delay": s, "lastUpdate": t, "attemptAt": t}}``."""
 
 # Waiting reasons a container keeps while it backs off, instead of CrashLoopBackOff: it never
 # ran, and the reason says why (kubelet shows these until the next attempt).
@@ -212,6 +223,13 @@ class PodWorker:
         self._conditions: list[PodCondition] = []
         self._qos = qos_class(spec).value
         self._tg: asyncio.TaskGroup | None = None
+        # From the status a previous daemon left: the containers that were running then, with
+        # their instance, started and ready flags; and when each one last failed (wall time).
+        self._was_running: dict[str, tuple[str | None, bool, bool]] = {}
+        self._attempted: dict[str, datetime] = {}
+        # Restored from a previous daemon and not yet through _adopt: the status that daemon
+        # left is what the API shows until then (no ContainerCreating flash in between).
+        self._restoring = False
         self._owns_http = http is None
         self._http = http or HTTPProber()  # httpGet probes and hooks
         self._probes: ProbeManager | None = None
@@ -242,13 +260,17 @@ class PodWorker:
         if self._tg is not None and not self._terminating:
             self._store.put(static.key, self._entry())
 
-    def restore(self, previous: PodStatus) -> None:
+    def restore(
+        self, previous: PodStatus, *, annotations: Mapping[str, JsonValue] | None = None
+    ) -> None:
         """Carry on from the status a previous daemon left for this same pod (same UID).
 
-        That daemon stopped the pod's containers when it stopped, so a pod that was still
-        running starts afresh (a new sandbox: init containers run again), each container's
-        restartCount carries on and the stop shows as its lastState. A pod that had finished
-        (Succeeded or Failed) stays finished: a daemon restart does not re-run a completed job.
+        Each container's restartCount carries on and its last exit shows as lastState; the
+        CrashLoopBackOff state comes back from ``annotations`` (``BACKOFF_ANNOTATION``). A pod
+        that had finished (Succeeded or Failed) stays finished: a daemon restart does not
+        re-run a completed job. The containers themselves are found again by ``run``
+        (``Runtime.recover_pod``): those still running are adopted; if none is left (the
+        previous daemon stopped them), the pod starts afresh, init containers included.
         """
         finished = previous.phase in ("Succeeded", "Failed")
         for status in [
@@ -259,10 +281,61 @@ class PodWorker:
             if rec is None:
                 continue
             restore_record(rec, status, finished=finished)
+            if status.state.running is not None:
+                self._was_running[rec.name] = (
+                    status.container_id,
+                    bool(status.started),
+                    bool(status.ready),
+                )
         if finished:
             self._initialized = self._finished = True
         if previous.start_time is not None:
             self._start_time = previous.start_time
+        self._restore_backoff(annotations or {})
+        self._restoring = True
+
+    def _restore_backoff(self, annotations: Mapping[str, JsonValue]) -> None:
+        try:
+            saved = json.loads(str(annotations.get(BACKOFF_ANNOTATION) or "{}"))
+            if not isinstance(saved, dict):
+                return
+            for name, entry in saved.items():
+                if name not in self._records or not isinstance(entry, dict):
+                    continue
+                if entry.get("lastUpdate") is not None and entry.get("delay") is not None:
+                    self._backoff.restore(
+                        f"{self.uid}/{name}",
+                        backoff=float(entry["delay"]),
+                        last_update=self._loop_time(datetime.fromisoformat(entry["lastUpdate"])),
+                    )
+                if entry.get("attemptAt") is not None:
+                    self._attempted[name] = datetime.fromisoformat(entry["attemptAt"])
+        except (ValueError, TypeError, KeyError) as exc:
+            self.log.warning("ignoring the saved back-off state: %s", exc)
+
+    def _loop_time(self, stamp: datetime) -> float:
+        """A wall-clock time on the worker's clock (the loop's)."""
+        return self._clock() - (datetime.now(UTC) - stamp).total_seconds()
+
+    def _wall_time(self, loop_time: float) -> datetime:
+        return datetime.now(UTC) - timedelta(seconds=self._clock() - loop_time)
+
+    def _backoff_annotation(self) -> str | None:
+        saved: dict[str, dict[str, float | str | None]] = {}
+        for rec in self._records.values():
+            entry = self._backoff.entry(f"{self.uid}/{rec.name}")
+            if entry is None and rec.attempt_at is None:
+                continue
+            saved[rec.name] = {
+                "delay": entry[0] if entry else None,
+                "lastUpdate": self._wall_time(entry[1]).isoformat() if entry else None,
+                "attemptAt": (
+                    self._wall_time(rec.attempt_at).isoformat()
+                    if rec.attempt_at is not None
+                    else None
+                ),
+            }
+        return json.dumps(saved, sort_keys=True, separators=(",", ":")) if saved else None
 
     async def run(self) -> None:
         """Run the pod until a stop is requested. Should an exception escape (a bug outside
@@ -272,7 +345,8 @@ class PodWorker:
             # The same pod name from an older manifest: let it stop before this one starts,
             # so that the two never hold the same ports or files at once.
             await asyncio.wait([self._predecessor])
-        self._store.put(self.static.key, self._entry())
+        if not self._restoring or self._store.get(self.static.key) is None:
+            self._store.put(self.static.key, self._entry())
         self._record_warnings()
         try:
             async with asyncio.TaskGroup() as tg:
@@ -280,6 +354,7 @@ class PodWorker:
                 try:
                     if await self._admit() and await self._start_sandbox():
                         self._start_probes(tg)
+                        await self._adopt()
                         await self._sync_loop()
                 finally:
                     # Running -> Terminating. Runs on stop, on a bug and on cancellation alike.
@@ -406,11 +481,99 @@ class PodWorker:
                 continue
             self._pod_ip = sandbox.pod_ip
             if sandbox.cgroup_path is not None:
-                # Metadata is only rewritten by put(): publish the annotation now.
+                # Metadata is only rewritten by put(): publish the annotation now (a restored
+                # pod does so once its containers are adopted).
                 self._cgroup_path = sandbox.cgroup_path
-                self._store.put(self.static.key, self._entry())
+                if not self._restoring:
+                    self._store.put(self.static.key, self._entry())
             return True
         return False
+
+    # --- restart recovery ---------------------------------------------------------------------
+
+    async def _adopt(self) -> None:
+        """Take over what the runtime recovered of this pod from an earlier daemon: running
+        instances are adopted (watched, probed from where they were; never started again),
+        ended ones become the container's last exit, restarted per policy and back-off."""
+        try:
+            found = await self.runtime.recover_pod(self.sandbox)
+        except RuntimeFailure as exc:
+            self.log.warning("cannot recover the containers of an earlier daemon: %s", exc)
+            found = []
+        by_name: dict[str, list[RecoveredContainer]] = {}
+        for rc in found:
+            by_name.setdefault(rc.name, []).append(rc)
+        stamp = now()
+        for name in self._was_running:
+            gone = self._records[name]
+            if name not in by_name and gone.exit is None and found:
+                # It was running, and nothing of it is left: kubelet's ContainerStatusUnknown.
+                gone.last_exit = vanished(gone.started_at, stamp)
+        for name, instances in by_name.items():
+            instances.sort(key=lambda rc: rc.restart_count)
+            latest = instances[-1]
+            rec = self._records.get(name)
+            if rec is None:
+                # Not in this spec (cannot happen for the same UID): do not leave it running.
+                await self._stop_foreign(latest)
+                continue
+            adopt_record(rec, latest, instances[-2] if len(instances) > 1 else None)
+            if latest.exit is None:
+                self._watch_adopted(rec, latest)
+            else:
+                rec.attempt_at = self._loop_time(latest.exit.finished_at)
+                with contextlib.suppress(RuntimeFailure):
+                    await self.runtime.remove_container(latest.container_id)
+            attempted = self._attempted.get(name)
+            if attempted is not None and (rec.attempt_at is None or rec.running is False):
+                # A failed attempt after its last exit (a config error, say) counts too.
+                when = self._loop_time(attempted)
+                rec.attempt_at = max(rec.attempt_at or when, when)
+            if rec.kind is ContainerKind.REGULAR:
+                self._initialized = True  # init containers never run again once one has
+        if found:
+            adopted = sum(1 for rc in found if rc.exit is None)
+            self.log.info(
+                "recovered from an earlier daemon: %d containers adopted, %d had ended",
+                adopted,
+                len(by_name) - adopted,
+            )
+        if self._finished:
+            await self._kill_all(reason_message=None)  # nothing of a finished pod runs again
+        if self._restoring or found:
+            self._restoring = False
+            self._store.put(self.static.key, self._entry())
+
+    def _watch_adopted(self, rec: ContainerRecord, rc: RecoveredContainer) -> None:
+        assert self._tg is not None
+        self._tg.create_task(
+            self._watch(rec.name, rc.container_id),
+            name=f"wait {self.static.key}/{rec.name}#{rec.restart_count}",
+        )
+        previous_id, started, ready = self._was_running.get(rec.name, (None, False, False))
+        same = previous_id == rc.container_id
+        if self._probes is not None:
+            self._probes.container_started(
+                rec.name,
+                container_id=rc.container_id,
+                started_at=rc.started_at,
+                started=same and started,
+                ready=same and ready,
+            )
+            rec.started = self._probes.is_started(rec.name)
+            rec.ready = self._probes.is_ready(rec.name)
+        else:
+            rec.started = rec.ready = True
+
+    async def _stop_foreign(self, rc: RecoveredContainer) -> None:
+        if rc.exit is None:
+            with contextlib.suppress(RuntimeFailure):
+                await self.runtime.stop_container(
+                    rc.container_id,
+                    grace_seconds=float(self.static.pod.spec.termination_grace_period_seconds),
+                )
+        with contextlib.suppress(RuntimeFailure):
+            await self.runtime.remove_container(rc.container_id)
 
     # --- probes -------------------------------------------------------------------------------
 
@@ -569,6 +732,7 @@ class PodWorker:
                 progress.wake_in.append(remaining)
                 return
             self._backoff.next(key, rec.attempt_at)
+            self._store.put(self.static.key, self._entry())  # persists the back-off
         await self._start(rec)
         if not rec.running:
             progress.wake_in.append(0.0)  # the attempt failed: decide again (backoff applies)
@@ -958,9 +1122,14 @@ class PodWorker:
 
     def _entry(self) -> PodEntry:
         metadata = dump(self.static.metadata)
+        extra: dict[str, JsonValue] = {}
         if self._cgroup_path is not None:
+            extra[CGROUP_ANNOTATION] = self._cgroup_path
+        if (backoff := self._backoff_annotation()) is not None:
+            extra[BACKOFF_ANNOTATION] = backoff
+        if extra:
             annotations = dict(metadata.get("annotations") or {})
-            annotations[CGROUP_ANNOTATION] = self._cgroup_path
+            annotations.update(extra)
             metadata["annotations"] = annotations
         if self._terminating:
             metadata["deletionTimestamp"] = format_time(now())

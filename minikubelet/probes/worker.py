@@ -156,14 +156,18 @@ class ProbeWorker:
 
     # --- what the manager (pod worker) tells us --------------------------------------------
 
-    def container_started(self, container_id: str, *, started_at: float) -> None:
-        """A new instance is running (started_at in clock() time). Takes effect at once."""
+    def container_started(
+        self, container_id: str, *, started_at: float, initial: ProbeResult | None = None
+    ) -> None:
+        """A new instance is running (started_at in clock() time). Takes effect at once.
+        ``initial``: the result to start from instead of the kind's initial one (an instance
+        adopted after a daemon restart keeps the result it had)."""
         current = self._instance
         if current is not None and current.container_id == container_id and current.running:
             return  # told twice about the same instance
         # (none or exited) -> running
         self._instance = ContainerInstance(container_id, started_at, running=True)
-        self._switch_to(self._instance)
+        self._switch_to(self._instance, initial)
 
     def container_stopped(self, *, final: bool = False) -> None:
         """The current instance exited; final means no instance will follow."""
@@ -186,7 +190,7 @@ class ProbeWorker:
 
     # --- the decision ------------------------------------------------------------------------
 
-    def _switch_to(self, inst: ContainerInstance) -> None:
+    def _switch_to(self, inst: ContainerInstance, initial: ProbeResult | None = None) -> None:
         if inst.container_id == self._container_id:
             return
         if self._container_id is not None:
@@ -196,7 +200,7 @@ class ProbeWorker:
         # instance inheriting its predecessor's successes would skip successThreshold).
         self._last, self._run = None, 0
         self._on_hold = False  # a new container: resume probing
-        self._set(INITIAL_RESULTS[self.kind])
+        self._set(initial or INITIAL_RESULTS[self.kind])
 
     def _set(self, result: ProbeResult) -> None:
         assert self._container_id is not None
@@ -474,17 +478,35 @@ class ProbeManager:
 
     # --- container instances -----------------------------------------------------------------
 
-    def container_started(self, name: str, *, container_id: str, started_at: datetime) -> None:
-        """A new instance of container name is running since started_at (wall clock)."""
+    def container_started(
+        self,
+        name: str,
+        *,
+        container_id: str,
+        started_at: datetime,
+        started: bool = False,
+        ready: bool = False,
+    ) -> None:
+        """A new instance of container name is running since started_at (wall clock).
+
+        ``started``/``ready``: what an instance adopted after a daemon restart was before it
+        (the persisted status): its startup and readiness results start from success instead
+        of the initial ones, so that a ready container does not turn not-ready for a period
+        just because the daemon restarted. The probes confirm or overturn it on their first
+        ticks, with their usual thresholds."""
         self._current[name] = _Current(container_id, running=True)
         age = max(0.0, (self._wall_clock() - started_at).total_seconds())
         since = self._clock() - age
+        seeded = {
+            ProbeKind.STARTUP: ProbeResult.SUCCESS if started else None,
+            ProbeKind.READINESS: ProbeResult.SUCCESS if ready and started else None,
+        }
         for kind in ProbeKind:
             worker = self._workers.get((name, kind))
             if worker is not None:
-                worker.container_started(container_id, started_at=since)
+                worker.container_started(container_id, started_at=since, initial=seeded.get(kind))
         readiness = self._workers.get((name, ProbeKind.READINESS))
-        if readiness is not None:
+        if readiness is not None and not ready:
             readiness.trigger()
 
     def container_exited(self, name: str, *, container_id: str, final: bool = False) -> None:

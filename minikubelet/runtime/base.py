@@ -10,6 +10,14 @@ instance is waited on, stopped, exec'd into and finally forgotten. Everything a 
 resolved before the call: env is expanded, ``$(VAR)`` is substituted in command and args, and the
 restart count (which names the log file and the labels) is given.
 
+Restart recovery: a daemon that dies leaves its containers running, and the next one
+takes them over. A runtime finds what an earlier daemon left when it is entered; each pod
+worker then calls ``recover_pod`` once, after ``start_pod``, and from then on the running
+instances it got back are driven like the ones it starts (wait, stop, exec, logs). What nobody
+claims is stopped and removed by ``clean_up_pods``, which the daemon calls once it knows the
+wanted pods. What an engine must provide for it is in ``recover_pod``'s docstring and in
+docs/recovery.md.
+
 Errors: a runtime raises ``api.errors.RuntimeFailure`` subclasses and nothing else on purpose;
 the worker turns them into status, an event and a backoff.
 """
@@ -17,7 +25,7 @@ the worker turns them into status, an event and a backoff.
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import NewType, Protocol
@@ -71,6 +79,15 @@ class ExitReason(enum.Enum):
     ERROR = "Error"  # non-zero exit or killed by a signal
     OOM_KILLED = "OOMKilled"  # the kernel's OOM killer ended it
     START_ERROR = "StartError"  # the process never ran (exit code 128)
+    UNKNOWN = "ContainerStatusUnknown"  # it is gone, and how it ended cannot be known (137)
+
+
+UNKNOWN_EXIT_CODE = 137
+UNKNOWN_MESSAGE = (
+    "The container could not be located when the pod was deleted.  The container used to be Running"
+)
+"""kubelet's lastState for a container that was running and is gone without a trace
+(kubelet_pods.go, convertToAPIContainerStatuses; the two spaces are kubelet's)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +98,17 @@ class ContainerExit:
     message: str | None  # e.g. the start error's text
     started_at: datetime
     finished_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveredContainer:
+    """One container instance an earlier daemon left for a pod, as ``recover_pod`` finds it."""
+
+    name: str  # the container's name in the spec
+    container_id: ContainerID
+    restart_count: int  # the instance's restart count (its index: 0 for the first one)
+    started_at: datetime
+    exit: ContainerExit | None  # None: running, and adopted; else how it ended
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +160,28 @@ class Runtime(Protocol):
         output_limit: int = 10 * 1024,
     ) -> ExecResult:
         """Run a command in the container's context. Raises TimeoutError after timeout."""
+        ...
+
+    async def recover_pod(self, pod: PodSandboxConfig) -> Sequence[RecoveredContainer]:
+        """The instances that earlier daemons left for this pod (same UID), after ``start_pod``;
+        the first call claims them, a later one returns nothing.
+
+        What an engine must give back, per container of the pod: its latest instance, and the
+        one before it when it knows it (its exit becomes ``lastState``), oldest first. A running
+        instance is *adopted*: identified beyond doubt (never by a pid or name that could have
+        been reused) and from then on served by ``wait_container`` (which reports its real
+        exit when it ends), ``stop_container``, ``exec_in_container`` and ``logs``, exactly as
+        an instance this runtime started; it is never started again. An instance that ended
+        while no daemon watched reports its exit code and finish time where they can be known,
+        else ``ExitReason.UNKNOWN`` with ``UNKNOWN_EXIT_CODE`` and ``UNKNOWN_MESSAGE``. An
+        engine that keeps nothing across restarts returns []."""
+        ...
+
+    async def clean_up_pods(self, keep: Collection[str]) -> None:
+        """Stop and remove what earlier daemons left for pods whose UID is not in ``keep``
+        (removed or changed while no daemon ran): SIGTERM, SIGKILL after the pod's grace
+        period, then everything the sandbox owned. Called once, when the wanted pods are
+        known; pods being recovered are in ``keep``."""
         ...
 
     def logs(

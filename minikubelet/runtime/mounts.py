@@ -17,7 +17,8 @@ everything about that view that can be decided before a process exists:
   runtime can remove them again when no pod uses them any more.
 - ``SETUP_SCRIPT`` and ``setup_argv`` are the tiny ``sh`` program that runs *inside* the new
   namespace, enters the container's cgroup (when there is one) before anything else, performs
-  the binds and ``exec``s the container's command. Every path and argument
+  the binds and runs the container's command, staying its parent to record its exit status
+  (``RUN_SCRIPT`` and ``run_argv`` do the same without a namespace). Every path and argument
   reaches it as a positional parameter, never interpolated into the script text. Sources are
   first bound into a namespace-private staging tmpfs, then bound from there to their targets,
   so that no target can hide a source that is bound after it.
@@ -82,21 +83,48 @@ _OPS = """while [ "$#" -gt 0 ]; do
 done
 """
 
+# The end of both container scripts below: the exit recorder. The shell stays the container's
+# parent instead of exec'ing the command, so that when the command ends, its status is written
+# to the instance's exit file (fd 8, created empty before anything else, while the host's
+# paths are still in view) whether a daemon is there to wait for it or not (see
+# runtime.instances). It runs the command in the foreground (a background job of a
+# non-interactive shell would ignore SIGINT and SIGQUIT), with TERM, INT and HUP *trapped*
+# rather than ignored (an ignored signal
+# stays ignored across exec; a trapped one is reset), so that a stop signal sent to the whole
+# process group ends the command and not the recorder. The command gets neither fd 8 nor 9.
+# Its status is the shell's: 128+N when a signal N killed it. SIGKILL of the whole container
+# takes the recorder too; then there is no status to write, and the daemon knows why.
+_RECORD = """set +e
+trap : TERM INT HUP
+"$@" 8>&- 9>&-
+set -- $?
+echo "$1" >&8
+exit "$1"
+"""
+
 # Run by ``sh -c`` inside the new private mount namespace; $1 is mount(8)'s path, $2
-# umount(8)'s, $3 the stage directory, then the ops, then the argv to exec. Its stdin is the
-# write end of the runtime's status pipe (dash cannot redirect fds above 9, so the pipe cannot
-# come as an arbitrary fd). While it works, stderr is the status pipe, so that a failing
-# mount's message reaches the runtime (which turns it into a StartFailure) instead of the
-# container's log. On success it writes OK_MARKER there, points stderr back at the log pipe and
-# closes the status pipe, so the container inherits neither; the container's stdin is /dev/null.
+# umount(8)'s, $3 the stage directory, $4 the exit file, then the ops, then the argv to run.
+# Its stdin is the write end of the runtime's status pipe (dash cannot redirect fds above 9, so
+# the pipe cannot come as an arbitrary fd). While it works, stderr is the status pipe, so that a
+# failing mount's message reaches the runtime (which turns it into a StartFailure) instead of
+# the container's log. On success it writes OK_MARKER there, points stderr back at the log and
+# closes the status pipe, so the container inherits neither; the container's stdin is
+# /dev/null. Then it records the command's exit (_RECORD).
 SETUP_SCRIPT = f"""set -eu
 m=$1 u=$2 s=$3
-shift 3
-exec 9>&2 2>&0 0</dev/null
+exec 9>&2 2>&0 0</dev/null 8>"$4"
+shift 4
 {_OPS}echo "{OK_MARKER}" >&2
 exec 2>&9 9>&-
-exec "$@"
-"""
+{_RECORD}"""
+
+# The same without a mount namespace (not root): $1 is the exit file, then the ops (cgroup,
+# oom, cd and env; a failure exits before the command runs), then the argv to run.
+RUN_SCRIPT = f"""set -eu
+m= u= s=
+exec 8>"$1"
+shift
+{_OPS}{_RECORD}"""
 
 # Run by ``sh -c`` after ``nsenter -t <pid> -m`` for exec_in_container: only the cgroup, cd and
 # env ops. Only needed to enter a cgroup (nsenter cannot) or with an nsenter older than 2.38;
@@ -245,14 +273,15 @@ def setup_argv(
     workdir: str,
     env: Mapping[str, str],
     argv: Sequence[str],
+    exit_file: Path,
     cgroup_procs: Path | None = None,
     oom_score_adj: int | None = None,
 ) -> list[str]:
     """``sh -c SETUP_SCRIPT`` with the binds, the working directory and the argv as "$@".
 
     ``cgroup_procs``: the container cgroup's ``cgroup.procs``, entered before anything else
-    (folded into this script: no extra exec). The caller passes the status pipe's write end as
-    the process's stdin."""
+    (folded into this script: no extra exec). ``exit_file``: where the command's exit status
+    is recorded. The caller passes the status pipe's write end as the process's stdin."""
     ops = _cgroup_ops(cgroup_procs, oom_score_adj)
     if plan.binds and not _needs_stage(plan.binds):
         for bind in plan.binds:
@@ -277,10 +306,26 @@ def setup_argv(
         mount,
         umount,
         str(stage),
+        str(exit_file),
         *ops,
         "--",
         *argv,
     ]
+
+
+def run_argv(
+    *,
+    sh: str,
+    workdir: str,
+    env: Mapping[str, str],
+    argv: Sequence[str],
+    exit_file: Path,
+    cgroup_procs: Path | None = None,
+    oom_score_adj: int | None = None,
+) -> list[str]:
+    """``sh -c RUN_SCRIPT``: a container without a mount namespace, with its exit recorder."""
+    ops = [*_cgroup_ops(cgroup_procs, oom_score_adj), *_cd_ops(workdir, env)]
+    return [sh, "-c", RUN_SCRIPT, "minikubelet-run", str(exit_file), *ops, "--", *argv]
 
 
 def exec_argv(

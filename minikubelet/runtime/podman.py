@@ -103,6 +103,7 @@ import os
 from collections.abc import (
     AsyncIterator,
     Callable,
+    Collection,
     Coroutine,
     Mapping,
     MutableMapping,
@@ -133,6 +134,7 @@ from minikubelet.runtime.base import (
     ExitReason,
     PodSandbox,
     PodSandboxConfig,
+    RecoveredContainer,
     StartedContainer,
 )
 from minikubelet.runtime.engine import EngineReport
@@ -994,6 +996,16 @@ class PodmanRuntime:
         pid = int(data.get("Pid") or 0)
         if data.get("Running") and pid > 0:
             os.kill(pid, 9)
+
+    # --- restart recovery ---------------------------------------------------------------------
+
+    async def recover_pod(self, pod: PodSandboxConfig) -> Sequence[RecoveredContainer]:
+        """Nothing is adopted from podman yet: its containers are found again by their labels
+        when the pod starts, and replaced."""
+        return []
+
+    async def clean_up_pods(self, keep: Collection[str]) -> None:
+        return None
 
     # --- logs ---------------------------------------------------------------------------------
 

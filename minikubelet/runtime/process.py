@@ -4,55 +4,70 @@ There is no image: ``command`` + ``args`` is the argv (``args`` alone when there
 ``command``), run on the host's filesystem with exactly the container's env. What a container
 gets instead of an image's isolation:
 
-- its own session and process group (``start_new_session``), so that stop signals the whole
-  container and so that it does not die with the daemon (restart recovery comes later; for it,
-  a JSON record per instance is kept under ``<root>/pods/<uid>/containers/``);
+- its own session and process group, led by a tiny ``sh``, the *exit recorder*
+  (``mounts.SETUP_SCRIPT``/``RUN_SCRIPT``): it runs the command as its child and writes the
+  command's exit status to the instance's exit file when it ends, so that the status is known
+  even if no daemon was there to wait (see ``instances``). Stop signals go to the whole group;
+- its stdout and stderr are its log file itself (``logfiles``): no pipe to the daemon, so the
+  container neither dies of SIGPIPE nor loses output when the daemon is gone;
 - as root, a private mount namespace made by util-linux ``unshare --mount --propagation
-  private``, in which a tiny ``sh`` script (``mounts.SETUP_SCRIPT``) binds the pod's private
-  ``/tmp`` and the container's volumes, enters ``workingDir``, and ``exec``s the command
-  (through ``setpriv`` when runAsUser/runAsGroup ask for another user). Chosen over bubblewrap
-  because the spawned PID stays the container's main process: signals and the exit status are
-  first-hand, and exec probes join it with ``nsenter -t <pid> -m``. Not as root, there is no
-  namespace: volumeMounts are refused and the private /tmp is offered as ``TMPDIR`` instead.
+  private``, in which the recorder binds the pod's private ``/tmp`` and the container's
+  volumes, enters ``workingDir``, and runs the command (through ``setpriv`` when
+  runAsUser/runAsGroup ask for another user). Chosen over bubblewrap because the spawned PID
+  stays in the container (as the recorder): exec probes join it with ``nsenter -t <pid> -m``.
+  Not as root, there is no namespace: volumeMounts are refused and the private /tmp is offered
+  as ``TMPDIR`` instead.
 
-With a cgroup driver (``cgroups=``, cgroup v2 only; the daemon passes None elsewhere and says
-so), every pod gets kubelet's pod cgroup (QoS tier, ResourceConfigForPod) in ``start_pod``, and
-every container *instance* a fresh container cgroup with its limits. The main process enters it
-before anything else runs: the first op of the setup script (``mounts``) is ``echo $$ >
-cgroup.procs`` (and its oom_score_adj), folded into the shell that ``unshare`` already execs, so
-it costs no extra exec; if it cannot enter, the script exits 128 and the command never runs
-(StartError). Exec probes enter the same cgroup in their nsenter wrapper. When the main process
-exits, the reaper kills the whole cgroup (``cgroup.kill``: that also catches processes that left
-the process group) and waits for it to empty before reporting the exit; a non-zero
-``memory.events`` ``oom_kill`` (the counter is fresh per instance) makes it OOMKilled.
-``stop_pod`` removes the pod's cgroups.
+With a cgroup driver (``cgroups=``), every pod gets a pod cgroup in ``start_pod`` and every
+container *instance* a fresh container cgroup. With limits (cgroup v2 with controllers) they
+carry kubelet's limits; in tracking mode (a cgroup v2 hierarchy without controllers) they only
+hold the processes. The recorder enters the cgroup before anything else (the first op of its
+script: ``echo $$ > cgroup.procs``, no extra exec); if it cannot, it exits 128 before the
+command runs. A container's processes, also those that left its process group, are then
+exactly its cgroup's: the runtime kills the cgroup (``cgroup.kill``) when the instance ends and
+checks membership before adopting a process. Without a cgroup, the runtime finds them from the
+process group, the session and the live descendants (``procs.members``), which misses a process
+that started a session of its own and whose parent has already exited. A non-zero
+``memory.events`` ``oom_kill`` (limits only; fresh per instance) makes an exit OOMKilled.
+
+Processes are held by pidfds, never by number (``procs``): the runtime signals the leader
+through its pidfd, its process group by number only while the leader is an unreaped child of
+ours, and any other process only after pinning it and checking it is still the one found.
+
+Restart recovery (docs/recovery.md): leaving ``async with`` stops the runtime's tasks but not
+the containers. Entering it again (a new daemon) reads every instance record under ``root``:
+an instance whose leader is still the recorded process (same boot, same start time, same
+cgroup) is *adopted*: held by a pidfd, its log taken over, a reaper watching it, and it is
+handed to its pod worker by ``recover_pod``. One that ended meanwhile is reported with the
+status its recorder wrote (and the file's mtime as the finish time), or as kubelet's
+``ContainerStatusUnknown`` when nothing was written. ``clean_up_pods`` stops and removes the
+pods nobody claims.
 
 Exec (probes, lifecycle hooks) is the hot path: one exec per exec probe and period. As root it
 is ``nsenter -t <pid> -m -r --wdns=<workdir> -- <command>`` with the container's env as it is;
-``mounts.EXEC_SCRIPT``'s ``sh`` comes in between only to enter a cgroup (or with an nsenter
-older than 2.38). It is started by ``spawn`` (posix_spawn, waited for through a pidfd) rather
-than through asyncio's subprocess machinery. Together: ~0.55 -> ~0.30 ms of daemon CPU per exec.
+``mounts.EXEC_SCRIPT``'s ``sh`` comes in between only to enter a cgroup with limits (or with an
+nsenter older than 2.38); in tracking mode the daemon moves the exec into the container's
+cgroup right after spawning it. It is started by ``spawn`` (posix_spawn, waited for through a
+pidfd) rather than through asyncio's subprocess machinery.
 
-Each instance has exactly one reaper task (``_reap``): it waits for the main process, kills
-what the process left in its group, lets the log pump drain, and resolves the instance's
-``exit`` future. ``wait_container`` and ``stop_container`` only ever await that future
-(shielded), so both may run at once and every child is reaped exactly once. The runtime owns
-its reapers and log pumps; leaving ``async with`` cancels and awaits them (it does not kill the
-containers: that is the pod worker's decision, and a later daemon may adopt them).
+Each instance has exactly one reaper task (``_reap``): it waits for the leader, kills what the
+container left, reads the exit, and resolves the instance's ``exit`` future. ``wait_container``
+and ``stop_container`` only ever await that future (shielded), so both may run at once.
 
 Layout under ``root`` (e.g. ``<state dir>/process``), all of it removed by ``stop_pod``:
 
     pods/<uid>/tmp/                          the pod's private /tmp (mode 1777)
     pods/<uid>/volumes/<name>/               emptyDir volumes (a tmpfs for medium: Memory)
     pods/<uid>/logs/<container>/<n>.log      instance n's output (see logfiles)
-    pods/<uid>/containers/<container>-<n>.json   the instance record
+    pods/<uid>/containers/<container>-<n>.json   the instance record (see instances)
+    pods/<uid>/containers/<container>-<n>.exit   its exit status, written by its recorder
+    pods/<uid>/mountpoints                   host paths created as mount points, one a line
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import posixpath
@@ -60,7 +75,13 @@ import pwd
 import re
 import shutil
 import signal
-from collections.abc import AsyncIterator, Coroutine, MutableMapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Collection,
+    Coroutine,
+    MutableMapping,
+    Sequence,
+)
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -72,19 +93,20 @@ from minikubelet.api import quantity
 from minikubelet.api.errors import ContainerConfigError, RuntimeFailure, StartFailure
 from minikubelet.api.model import Container
 from minikubelet.api.resources import oom_score_adj
-from minikubelet.cgroups import Cgroup, CgroupDriver, CgroupError, enter_argv
-from minikubelet.runtime import logfiles, mounts, spawn
+from minikubelet.cgroups import Cgroup, CgroupDriver, CgroupError
+from minikubelet.runtime import instances, logfiles, mounts, procs, spawn
 from minikubelet.runtime.base import (
     ContainerConfig,
     ContainerExit,
     ContainerID,
     ExecResult,
-    ExitReason,
     PodSandbox,
     PodSandboxConfig,
+    RecoveredContainer,
     StartedContainer,
 )
 from minikubelet.runtime.engine import EngineReport
+from minikubelet.runtime.instances import InstanceRecord
 
 log = logging.getLogger(__name__)
 
@@ -100,9 +122,9 @@ HOST_TOOL_PACKAGES = {  # the host tools this runtime runs, and their Debian pac
 }
 
 SETUP_TIMEOUT = 30.0  # the binds in the new namespace; a hung hostPath must not hang the start
-GROUP_EXIT_TIMEOUT = 5.0  # after SIGKILL to a group, for every member to be gone
-DRAIN_TIMEOUT = 2.0  # for the output pipe's EOF once the group is gone
-EXEC_DRAIN_TIMEOUT = 1.0  # the same, for an exec's output
+GROUP_EXIT_TIMEOUT = 5.0  # after SIGKILL to a container, for every process of it to be gone
+EXEC_DRAIN_TIMEOUT = 1.0  # for an exec's output pipe's EOF once it has exited
+MOUNTPOINTS_FILE = "mountpoints"
 
 
 class _ObjectLog(logging.LoggerAdapter[logging.Logger]):
@@ -120,27 +142,42 @@ class _User:
 
 @dataclass(slots=True)
 class _Instance:
-    """One started container instance, from its start until remove_container or stop_pod."""
+    """One container instance, from its start (or adoption) until remove_container or
+    stop_pod."""
 
-    container_id: ContainerID
-    pod_uid: str
-    name: str  # the container's name in the spec
-    restart_count: int
-    proc: asyncio.subprocess.Process  # the main process; pid == pgid == sid
-    started_at: datetime
-    env: dict[str, str]  # the container's environment, reused by exec_in_container
-    workdir: str  # as the container sees it
-    setpriv: tuple[str, ...]  # the setpriv prefix when it runs as another user, else ()
-    isolated: bool  # it runs in a private mount namespace (exec joins it with nsenter)
-    record: Path  # its JSON record
+    record: InstanceRecord  # as on disk: identity, what exec needs, and the exit once known
+    record_path: Path
+    exit_file: Path  # written by its recorder
+    leader: procs.Leader  # the recorder: pid == pgid == sid
     log: _ObjectLog
+    output: logfiles.LiveLog  # its log file
     exit: asyncio.Future[ContainerExit]  # resolved by the reaper, once
-    pump: asyncio.Task[None] | None = None  # copies the output pipe into the log file
     cgroup: Cgroup | None = None  # this instance's container cgroup; None without a driver
+    adopted: bool = False  # started by an earlier daemon
+    killed: bool = False  # we sent SIGKILL: an exit without a recorded status is ours
+    # Processes of the container outside its group and session, found when it was stopped
+    # (no cgroup): pid -> start ticks, killed with what is left.
+    strays: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def container_id(self) -> ContainerID:
+        return ContainerID(self.record.container_id)
+
+    @property
+    def pod_uid(self) -> str:
+        return self.record.pod_uid
+
+    @property
+    def name(self) -> str:
+        return self.record.container
 
     @property
     def pid(self) -> int:
-        return self.proc.pid
+        return self.leader.pid
+
+    @property
+    def started_at(self) -> datetime:
+        return self.record.started_at
 
 
 @dataclass(slots=True)
@@ -167,9 +204,10 @@ class ProcessRuntime:
         """``mount_namespaces``: None uses them when root and unshare works; False never does
         (what a non-root daemon gets, for tests and for hosts that forbid unshare).
 
-        ``cgroups``: a set-up driver to enforce limits with; None runs containers without
-        cgroups (the daemon decides, and reports why). ``node_memory`` (bytes, default the
-        host's RAM) is what a Burstable container's oom_score_adj is computed against.
+        ``cgroups``: a set-up driver to enforce limits with, or to track processes with
+        (``CgroupDriver(..., limits=False)``); None runs containers without cgroups (the daemon
+        decides, and reports why). ``node_memory`` (bytes, default the host's RAM) is what a
+        Burstable container's oom_score_adj is computed against.
 
         ``engine_report`` receives what is missing on the host, as root: util-linux and mount
         (the private mount namespace, exec into it, runAsUser). ``tool_path`` is where those
@@ -189,14 +227,17 @@ class ProcessRuntime:
         self._nsenter = shutil.which("nsenter", path=search)
         self._setpriv = shutil.which("setpriv", path=search)
         self._no_isolation: str | None = "the runtime has not been entered"  # why not, if not
-        self._pidfds = False  # execs go through spawn (posix_spawn + pidfd), not asyncio's
         self._nsenter_wdns = False  # nsenter can enter the workdir itself (--wdns)
         self._entered = False
+        self._boot_id = ""
         self._instances: dict[ContainerID, _Instance] = {}
         self._pods: dict[str, _PodState] = {}
-        self._writers: dict[Path, logfiles.LogWriter] = {}  # by current log path
+        self._logs: dict[Path, logfiles.LiveLog] = {}  # by live log path
+        self._pod_logs: dict[str, set[Path]] = {}  # the paths in _logs, by pod UID
+        self._recovered: dict[str, list[RecoveredContainer]] = {}  # by pod UID, until claimed
         self._created_mountpoints: set[Path] = set()  # host paths we made as mount points
         self._tasks = TaskSet(log)
+        self._watcher = logfiles.LogWatcher(self._tasks)
 
     @property
     def name(self) -> str:
@@ -204,7 +245,7 @@ class ProcessRuntime:
 
     @property
     def cgroups(self) -> CgroupDriver | None:
-        """The driver that enforces limits, or None."""
+        """The cgroup driver (enforcing limits, or tracking only), or None."""
         return self._cgroups
 
     @property
@@ -212,9 +253,15 @@ class ProcessRuntime:
         """Containers get a private mount namespace (volumes, private /tmp)."""
         return self._no_isolation is None
 
+    @property
+    def _limits(self) -> bool:
+        return self._cgroups is not None and self._cgroups.limits
+
     # --- lifecycle of the runtime itself ------------------------------------------------------
 
     async def __aenter__(self) -> Self:
+        if not spawn.available():
+            raise RuntimeFailure("the process runtime needs pidfds (Linux 5.3 or later)")
         await asyncio.to_thread(_make_root_dirs, self._root)
         self._no_isolation = await self._check_isolation()
         if self._no_isolation is not None:
@@ -222,8 +269,14 @@ class ProcessRuntime:
         else:
             self._nsenter_wdns = await self._check_nsenter_wdns()
         self._report_host_tools()
-        self._pidfds = spawn.available()
+        self._boot_id = procs.boot_id()
+        self._watcher.start()
         self._entered = True
+        try:
+            await self._recover()
+        except BaseException:
+            await self._close()
+            raise
         return self
 
     async def __aexit__(
@@ -234,12 +287,21 @@ class ProcessRuntime:
     ) -> None:
         running = [i for i in self._instances.values() if not i.exit.done()]
         if running:
-            log.warning(
+            log.info(
                 "process runtime closing with %d containers still running; they keep running "
-                "(their output is no longer collected)",
+                "(the next daemon adopts them)",
                 len(running),
             )
+        await self._close()
+
+    async def _close(self) -> None:
         await self._tasks.close()
+        for inst in self._instances.values():
+            inst.leader.close()
+        for live in self._logs.values():
+            live.close()
+        self._logs.clear()
+        self._pod_logs.clear()
         self._entered = False
 
     async def _check_isolation(self) -> str | None:
@@ -340,24 +402,30 @@ class ProcessRuntime:
         self._require_entered()
         if pod.uid not in self._pods:
             directory = self._pod_dir(pod.uid)
-            await asyncio.to_thread(_make_pod_dirs, directory, pod)
+            # With the mount points an earlier daemon made for this pod: ours to remove with it.
+            made = await asyncio.to_thread(_make_pod_dirs, directory, pod)
             if self.isolated:
                 for volume in pod.spec.volumes or []:
                     if volume.empty_dir is not None and volume.empty_dir.medium == "Memory":
                         await self._mount_tmpfs(
                             directory / "volumes" / volume.name, volume.empty_dir.size_limit
                         )
-            self._pods[pod.uid] = _PodState(directory=directory)
+            state = _PodState(directory=directory)
+            state.mountpoints.update(made)
+            self._created_mountpoints.update(made)
+            self._pods[pod.uid] = state
         cgroup_path: str | None = None
         if self._cgroups is not None:
             # Idempotent: QoS tier + ResourceConfigForPod (CgroupError is a RuntimeFailure).
-            cgroup_path = str(self._cgroups.create_pod(uid=pod.uid, spec=pod.spec).path)
+            cgroup = self._cgroups.create_pod(uid=pod.uid, spec=pod.spec)
+            if self._cgroups.limits:
+                cgroup_path = str(cgroup.path)
         # The process runtime shares the host's network: probes reach containers on loopback.
         return PodSandbox(pod_ip="127.0.0.1", cgroup_path=cgroup_path)
 
     async def _mount_tmpfs(self, directory: Path, size_limit: int | float | str | None) -> None:
         if await asyncio.to_thread(os.path.ismount, directory):
-            return  # mounted by an earlier start_pod of this UID
+            return  # mounted by an earlier start_pod of this UID (or an earlier daemon)
         options = "mode=0777"
         if size_limit is not None:
             try:
@@ -370,19 +438,31 @@ class ProcessRuntime:
 
     async def stop_pod(self, pod: PodSandboxConfig) -> None:
         self._require_entered()
-        directory = self._pod_dir(pod.uid)
-        for inst in [i for i in self._instances.values() if i.pod_uid == pod.uid]:
+        await self._remove_pod(pod.uid, label=f"{pod.namespace}/{pod.name}", grace=0)
+
+    async def _remove_pod(self, uid: str, *, label: str, grace: float | None) -> None:
+        """Kill what still runs of the pod (after ``grace``; None: each record's grace period),
+        then remove its cgroups, mounts and directory."""
+        directory = self._pod_dir(uid)
+        running = [i for i in self._instances.values() if i.pod_uid == uid]
+        stopping = []
+        for inst in running:
             if not inst.exit.done():
-                inst.log.warning("still running when its pod is stopped; killing it")
-                await self.stop_container(inst.container_id, grace_seconds=0)
+                if grace == 0:
+                    inst.log.warning("still running when its pod is stopped; killing it")
+                wait = inst.record.grace_seconds if grace is None else grace
+                stopping.append(self.stop_container(inst.container_id, grace_seconds=wait))
+        await asyncio.gather(*stopping)
+        for inst in running:
             with contextlib.suppress(RuntimeFailure):
                 await asyncio.shield(inst.exit)
             del self._instances[inst.container_id]
+        self._recovered.pop(uid, None)
         if self._cgroups is not None:
             try:
-                await self._cgroups.remove_pod(pod.uid, timeout=GROUP_EXIT_TIMEOUT)
+                await self._cgroups.remove_pod(uid, timeout=GROUP_EXIT_TIMEOUT)
             except CgroupError as exc:
-                log.warning("%s/%s: pod cgroup left behind: %s", pod.namespace, pod.name, exc)
+                log.warning("%s: pod cgroup left behind: %s", label, exc)
         # Only our tmpfs volumes can be mounted below the pod's directory in our namespace
         # (binds happen in the containers' namespaces): unmount them, deepest first.
         mounted = await asyncio.to_thread(mounts.find_mountpoints_below, directory)
@@ -392,11 +472,15 @@ class ProcessRuntime:
         if still := await asyncio.to_thread(mounts.find_mountpoints_below, directory):
             # Never remove a tree with a mount in it: rmtree would empty what is mounted.
             raise RuntimeFailure(f"cannot remove {directory}: still mounted: {still}")
-        for path in [p for p in self._writers if p.is_relative_to(directory)]:
-            del self._writers[path]
+        for path in self._pod_logs.pop(uid, set()):
+            self._forget_log(path)
+        if uid not in self._pods:
+            # Not started by this daemon: its mount points are only in its directory.
+            made = await asyncio.to_thread(_read_mountpoints, directory)
+            self._created_mountpoints.update(made)
         with contextlib.suppress(FileNotFoundError):
             await asyncio.to_thread(shutil.rmtree, directory)
-        self._pods.pop(pod.uid, None)
+        self._pods.pop(uid, None)
         await asyncio.to_thread(self._remove_unused_mountpoints)
 
     def _remove_unused_mountpoints(self) -> None:
@@ -459,161 +543,160 @@ class ProcessRuntime:
                 p for p in plan.mountpoints() if not p.is_relative_to(state.directory)
             )
             created = await asyncio.to_thread(mounts.make_mountpoints, plan)
-            self._created_mountpoints.update(
-                p for p in created if not p.is_relative_to(state.directory)
-            )
+            made = [p for p in created if not p.is_relative_to(state.directory)]
+            if made:
+                self._created_mountpoints.update(made)
+                await asyncio.to_thread(_add_mountpoints, state.directory, made)
         elif spec.volume_mounts:
             raise ContainerConfigError(f"{self._no_isolation}")
 
         await asyncio.to_thread(mounts.check_start, argv[0], env["PATH"], workdir, plan)
 
         cgroup: Cgroup | None = None
-        # kubelet's per-QoS oom_score_adj, with or without cgroups: the launcher script sets it
-        # (there is none without a namespace or a cgroup to enter, so then it stays inherited).
+        # kubelet's per-QoS oom_score_adj, with or without cgroups: the recorder sets it.
         adjust: int | None = oom_score_adj(pod.spec, spec, node_memory=self._node_memory)
         if self._cgroups is not None:
             # A fresh cgroup per instance: its memory.events counts only this instance.
             cgroup = self._cgroups.create_container(uid=pod.uid, spec=pod.spec, container=spec)
 
+        containers_dir = state.directory / "containers"
         log_dir = state.directory / "logs" / spec.name
-        await asyncio.to_thread(_prune_logs, log_dir, config.restart_count)
-        for path in [p for p in self._writers if p.parent == log_dir]:
+        await asyncio.to_thread(_prune, log_dir, containers_dir, spec.name, config.restart_count)
+        logs = self._pod_logs.get(pod.uid, set())
+        for path in [p for p in logs if p.parent == log_dir]:
             if _restart_count_of(path) < config.restart_count - 1:
-                del self._writers[path]
-        writer = logfiles.LogWriter(
-            logfiles.log_path(log_dir, config.restart_count),
-            max_bytes=self._log_max_bytes,
-            max_files=self._log_max_files,
-        )
-        self._writers[writer.path] = writer
+                logs.discard(path)
+                self._forget_log(path)
 
-        inst = await self._spawn_instance(
-            cid=cid,
-            pod=pod,
-            spec=spec,
-            config=config,
-            argv=argv,
-            env=env,
+        record = InstanceRecord(
+            container_id=cid,
+            pod_uid=pod.uid,
+            pod_name=pod.name,
+            namespace=pod.namespace,
+            container=spec.name,
+            restart_count=config.restart_count,
+            started_at=datetime.now(UTC),
+            boot_id=self._boot_id,
+            grace_seconds=float(pod.spec.termination_grace_period_seconds),
+            isolated=self.isolated,
             workdir=workdir,
-            setpriv=setpriv,
+            env=env,
+            setpriv=list(setpriv),
+            cgroup=str(cgroup.path) if cgroup else None,
+        )
+        inst = await self._spawn_instance(
+            record=record,
+            record_path=instances.record_path(containers_dir, spec.name, config.restart_count),
+            exit_file=instances.exit_path(containers_dir, spec.name, config.restart_count),
+            log_file=logfiles.log_path(log_dir, config.restart_count),
+            pod=pod,
+            argv=[*setpriv, *argv],
             plan=plan,
-            writer=writer,
             olog=olog,
             cgroup=cgroup,
             oom_score_adj=adjust,
         )
-        # The record first (a small write, kept on the loop): the reaper adds the exit to it,
-        # and a fast exit must not be overwritten by the initial record written after it.
-        with contextlib.suppress(OSError):
-            _write_json(inst.record, _record(inst, pod))
-        # Reaped from here on, whatever happens to this call.
-        self._instances[cid] = inst
-        self._spawn(self._reap(inst), name=f"reaper {cid}")
         olog.info("started pid %d (instance %d)", inst.pid, config.restart_count)
         return StartedContainer(container_id=cid, started_at=inst.started_at)
 
     async def _spawn_instance(
         self,
         *,
-        cid: ContainerID,
+        record: InstanceRecord,
+        record_path: Path,
+        exit_file: Path,
+        log_file: Path,
         pod: PodSandboxConfig,
-        spec: Container,
-        config: ContainerConfig,
         argv: list[str],
-        env: dict[str, str],
-        workdir: str,
-        setpriv: tuple[str, ...],
         plan: mounts.MountPlan,
-        writer: logfiles.LogWriter,
         olog: _ObjectLog,
         cgroup: Cgroup | None,
         oom_score_adj: int | None,
     ) -> _Instance:
-        """Start the process with its output pump; with a namespace, wait until it is set up.
+        """Start the recorder with the command; with a namespace, wait until it is set up.
 
-        With a cgroup, the process enters it before anything else: as the setup script's first
-        op with a namespace, else through ``enter_argv``'s one-line launcher."""
-        loop = asyncio.get_running_loop()
-        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        The record is written before the spawn (no pid) and right after it (the pid and its
+        start time), each time atomically: a daemon killed in between finds the instance by
+        its exit file's path in the process's arguments (``instances.find_unrecorded``)."""
+        instances.write_record(record_path, record, atomic=False)
+        procs_path = cgroup.procs_path if cgroup else None
+        if self.isolated:
+            assert self._unshare and self._mount and self._umount
+            full = [
+                self._unshare,
+                "--mount",
+                "--propagation",
+                "private",
+                "--",
+                *mounts.setup_argv(
+                    sh=self._sh,
+                    mount=self._mount,
+                    umount=self._umount,
+                    stage=self._root / "stage",
+                    plan=plan,
+                    workdir=record.workdir,
+                    env=record.env,
+                    argv=argv,
+                    exit_file=exit_file,
+                    cgroup_procs=procs_path,
+                    oom_score_adj=oom_score_adj,
+                ),
+            ]
+        else:
+            full = mounts.run_argv(
+                sh=self._sh,
+                workdir=record.workdir,
+                env=record.env,
+                argv=argv,
+                exit_file=exit_file,
+                cgroup_procs=procs_path,
+                oom_score_adj=oom_score_adj,
+            )
+        out = logfiles.open_for_container(log_file)
+        # With a namespace, stdin carries the setup status (the script then takes /dev/null as
+        # the container's stdin).
         status_r, status_w = os.pipe2(os.O_CLOEXEC) if self.isolated else (-1, -1)
         try:
-            if self.isolated:
-                assert self._unshare and self._mount and self._umount
-                full = [
-                    self._unshare,
-                    "--mount",
-                    "--propagation",
-                    "private",
-                    "--",
-                    *mounts.setup_argv(
-                        sh=self._sh,
-                        mount=self._mount,
-                        umount=self._umount,
-                        stage=self._root / "stage",
-                        plan=plan,
-                        workdir=workdir,
-                        env=env,
-                        argv=[*setpriv, *argv],
-                        cgroup_procs=cgroup.procs_path if cgroup else None,
-                        oom_score_adj=oom_score_adj,
-                    ),
-                ]
-                cwd = "/"  # the script enters workdir after the binds (it may lie inside one)
-            elif cgroup is not None:
-                full = enter_argv(cgroup.procs_path, [*setpriv, *argv], oom_score_adj=oom_score_adj)
-                cwd = workdir
-            else:
-                full, cwd = [*setpriv, *argv], workdir
-            proc = await asyncio.create_subprocess_exec(
-                *full,
-                # With a namespace, stdin carries the setup status (the script then takes
-                # /dev/null as the container's stdin).
-                stdin=status_w if self.isolated else asyncio.subprocess.DEVNULL,
-                stdout=out_w,
-                stderr=out_w,
-                env=env,
-                cwd=cwd,
-                start_new_session=True,
+            pid = spawn.spawn_pid(
+                full, env=record.env, stdout=out, stdin=status_w if status_w >= 0 else None
             )
+            try:
+                leader = procs.Leader.spawned(pid)
+            except OSError:
+                # No pidfd (EMFILE): nobody would reap it otherwise.
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)  # noqa: ASYNC222 (SIGKILLed: returns at once)
+                raise
         except OSError as exc:
-            os.close(out_r)
             if status_r >= 0:
                 os.close(status_r)
-            writer.close()
-            raise StartFailure(f'exec: "{argv[0]}": {exc.strerror or exc}') from exc
+            record.exit = instances.start_error(record.started_at, str(exc))
+            with contextlib.suppress(OSError):
+                instances.write_record(record_path, record)
+            raise StartFailure(f'exec: "{full[0]}": {exc.strerror or exc}') from exc
         finally:
-            # The child has its copies; ours would keep the pipes open forever.
-            os.close(out_w)
+            # The child has its copies; ours would keep the pipe open forever.
+            os.close(out)
             if status_w >= 0:
                 os.close(status_w)
-        started_at = datetime.now(UTC)
-
-        inst = _Instance(
-            container_id=cid,
-            pod_uid=pod.uid,
-            name=spec.name,
-            restart_count=config.restart_count,
-            proc=proc,
-            started_at=started_at,
-            env=env,
-            workdir=workdir,
-            setpriv=setpriv,
-            isolated=self.isolated,
-            record=self._pod_dir(pod.uid)
-            / "containers"
-            / f"{spec.name}-{config.restart_count}.json",
-            log=olog,
-            exit=loop.create_future(),
-            cgroup=cgroup,
+        record.pid = pid
+        record.start_ticks = procs.start_ticks(pid)
+        inst = self._instance(
+            record, record_path, leader=leader, olog=olog, log_file=log_file, cgroup=cgroup
         )
+        status: str | None = mounts.OK_MARKER
         try:
-            reader, transport = await _pipe_reader(out_r)
-            inst.pump = self._spawn(_pump(reader, transport, writer), name=f"log pump {cid}")
-            if not self.isolated:
-                return inst
-            status = await _read_setup_status(status_r)
+            with contextlib.suppress(OSError):
+                # In a thread: a daemon killed before it lands finds the process by its
+                # arguments (instances.find_unrecorded).
+                await asyncio.to_thread(instances.write_record, record_path, record)
+            if status_r >= 0:
+                fd, status_r = status_r, -1
+                status = await _read_setup_status(fd)
         except BaseException:
             # Cancelled while starting: nobody would reap it, so do it now.
+            if status_r >= 0:
+                os.close(status_r)
             await self._abandon(inst)
             raise
         if status is None or not status.rstrip().endswith(mounts.OK_MARKER):
@@ -623,15 +706,74 @@ class ProcessRuntime:
             raise StartFailure(f"container setup in its mount namespace failed: {detail}")
         if warnings := status.rstrip().removesuffix(mounts.OK_MARKER).strip():
             olog.warning("container setup: %s", warnings)
+        self._watch(inst)
         return inst
+
+    def _instance(
+        self,
+        record: InstanceRecord,
+        record_path: Path,
+        *,
+        leader: procs.Leader,
+        olog: _ObjectLog,
+        log_file: Path,
+        cgroup: Cgroup | None,
+        adopted: bool = False,
+    ) -> _Instance:
+        return _Instance(
+            record=record,
+            record_path=record_path,
+            exit_file=record_path.with_suffix(".exit"),
+            leader=leader,
+            log=olog,
+            output=self._live_log(log_file),
+            exit=asyncio.get_running_loop().create_future(),
+            cgroup=cgroup,
+            adopted=adopted,
+        )
+
+    def _watch(self, inst: _Instance) -> None:
+        """Reaped from here on, whatever happens to the caller."""
+        self._instances[inst.container_id] = inst
+        self._spawn(self._reap(inst), name=f"reaper {inst.container_id}")
+
+    def _live_log(self, path: Path) -> logfiles.LiveLog:
+        live = self._logs.get(path)
+        if live is None or live.closed:
+            live = logfiles.LiveLog(
+                path,
+                max_bytes=self._log_max_bytes,
+                max_files=self._log_max_files,
+                tasks=self._tasks,
+            )
+            self._logs[path] = live
+            # <root>/pods/<uid>/logs/<container>/<n>.log
+            self._pod_logs.setdefault(path.parents[2].name, set()).add(path)
+            self._watcher.add(live)
+            live.grew()  # it may be over its size already (written while no daemon looked)
+        return live
+
+    def _forget_log(self, path: Path) -> None:
+        live = self._logs.pop(path, None)
+        if live is not None:
+            self._watcher.remove(live)
+            live.close()
 
     async def _abandon(self, inst: _Instance) -> None:
         """Kill and reap an instance that failed to start, and close its log."""
-        _signal_group(inst.pid, signal.SIGKILL)
-        await inst.proc.wait()
-        await _kill_group(inst.pid, inst.log)
-        await _kill_cgroup(inst)
-        await self._drain(inst)
+        inst.killed = True
+        inst.leader.signal_group(signal.SIGKILL)
+        await inst.leader.wait_exited()
+        await self._kill_rest(inst)
+        inst.leader.reap()
+        self._finish_log(inst)
+        inst.record.exit = instances.start_error(inst.started_at, "container setup failed")
+        with contextlib.suppress(OSError):
+            await asyncio.to_thread(instances.write_record, inst.record_path, inst.record)
+
+    def _finish_log(self, inst: _Instance) -> None:
+        inst.output.finish()
+        self._watcher.remove(inst.output)
 
     def _resolve_user(self, pod: PodSandboxConfig, spec: Container) -> _User | None:
         """The user to switch to (None: stay the daemon's), checking runAsNonRoot."""
@@ -682,22 +824,25 @@ class ProcessRuntime:
     async def _reap(self, inst: _Instance) -> None:
         """The instance's only reaper: resolves inst.exit once everything it ran is gone."""
         try:
-            code = await inst.proc.wait()
+            await inst.leader.wait_exited()
             finished_at = datetime.now(UTC)
-            # Running -> Exited. Whatever it left in its cgroup (forks that left the process
-            # group included) and in its process group goes with it, before the exit is told:
-            # the next instance gets a fresh cgroup of the same name.
-            await _kill_cgroup(inst)
-            await _kill_group(inst.pid, inst.log)
-            await self._drain(inst)
-            result = _exit_of(code, inst.started_at, finished_at, oom_killed=_oom_killed(inst))
+            # Running -> Exited. Whatever it left (in its cgroup, group or session) goes with
+            # it, before the exit is told: the next instance gets a fresh cgroup of the same
+            # name. A leader that is our child is reaped only after that, so that its group's
+            # number stays reserved while the group is killed.
+            await self._kill_rest(inst)
+            code = inst.leader.reap()
+            recorded = await asyncio.to_thread(instances.read_exit_file, inst.exit_file)
+            result = self._exit_result(inst, code, recorded, finished_at)
+            self._finish_log(inst)
             inst.log.info(
                 "exited: code %d%s",
                 result.exit_code,
                 f", signal {result.signal}" * bool(result.signal),
             )
+            inst.record.exit = result
             with contextlib.suppress(OSError):  # the pod (and the record) may be gone already
-                await asyncio.to_thread(_record_exit, inst.record, result)
+                await asyncio.to_thread(_record_exit, inst.record_path, inst.record)
             inst.exit.set_result(result)
         except asyncio.CancelledError:
             if not inst.exit.done():
@@ -707,19 +852,93 @@ class ProcessRuntime:
                 inst.exit.exception()  # retrieved: no "never retrieved" noise if nobody waits
             raise
 
-    async def _drain(self, inst: _Instance) -> None:
-        """Let the log pump reach EOF; give up on it if an escaped process holds the pipe."""
-        if inst.pump is None:
-            return
-        done, _ = await asyncio.wait([inst.pump], timeout=DRAIN_TIMEOUT)
-        if not done:
-            inst.log.warning(
-                "output pipe still open %.0fs after its processes are gone (a process that "
-                "left the container's process group holds it); closing the log",
-                DRAIN_TIMEOUT,
+    def _exit_result(
+        self,
+        inst: _Instance,
+        code: int | None,
+        recorded: tuple[int, datetime] | None,
+        finished_at: datetime,
+    ) -> ContainerExit:
+        """The exit as well as it can be known: the recorder's status (and its file's mtime),
+        else what waitpid said of the recorder, else what we did to it."""
+        oom = self._oom_killed(inst)
+        if recorded is not None:
+            status, when = recorded
+            return instances.exit_of_status(
+                status, started_at=inst.started_at, finished_at=when, oom_killed=oom
             )
-            inst.pump.cancel()
-            await asyncio.wait([inst.pump])
+        if code is not None:
+            # The recorder itself ended: SIGKILL of the whole container (code -9) or an exit
+            # before the command ran (a cgroup it could not enter: 128).
+            status = 128 - code if code < 0 else code
+            return instances.exit_of_status(
+                status, started_at=inst.started_at, finished_at=finished_at, oom_killed=oom
+            )
+        if inst.killed or oom:
+            return instances.exit_of_status(
+                128 + signal.SIGKILL,
+                started_at=inst.started_at,
+                finished_at=finished_at,
+                oom_killed=oom,
+            )
+        return instances.unknown_exit(inst.started_at, finished_at)
+
+    def _oom_killed(self, inst: _Instance) -> bool:
+        """Whether the kernel's OOM killer killed a process of this instance (fresh counters)."""
+        if inst.cgroup is None or not self._limits:
+            return False
+        try:
+            return inst.cgroup.oom_kills() > 0
+        except CgroupError as exc:
+            inst.log.warning("cannot tell whether it was OOM-killed: %s", exc)
+            return False
+
+    async def _kill_rest(self, inst: _Instance) -> None:
+        """SIGKILL whatever is left of the container once its leader has exited, and wait until
+        it is gone: its cgroup; else its group and session (and the strays found when it was
+        stopped)."""
+        if inst.cgroup is not None:
+            try:
+                await inst.cgroup.kill_and_wait(timeout=GROUP_EXIT_TIMEOUT)
+            except CgroupError as exc:
+                inst.log.warning("after exit: %s", exc)
+            return
+        inst.leader.signal_group(signal.SIGKILL)  # only while our zombie child holds it
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + GROUP_EXIT_TIMEOUT
+        while True:
+            left = await asyncio.to_thread(self._members, inst, False)
+            left += [
+                p
+                for pid, ticks in inst.strays.items()
+                if (p := procs.proc_stat(pid)) is not None and p.alive and p.start_ticks == ticks
+            ]
+            if not left:
+                return
+            for p in left:
+                _signal_found(p, signal.SIGKILL)
+            if loop.time() > deadline:
+                inst.log.warning(
+                    "processes %s still alive %gs after SIGKILL",
+                    sorted(p.pid for p in left),
+                    GROUP_EXIT_TIMEOUT,
+                )
+                return
+            await asyncio.sleep(0.02)
+
+    def _members(self, inst: _Instance, descendants: bool) -> list[procs.ProcStat]:
+        """The container's processes without a cgroup (blocking: /proc), leader excluded.
+
+        The group's number stays reserved while any member lives, so a process that holds the
+        leader's pid and is not the leader means every member is gone, and the group found
+        under that number is someone else's: then there is nothing of ours left."""
+        found = procs.members(
+            procs.scan(), group=inst.pid, descendants=descendants, exclude=inst.pid
+        )
+        holder = procs.proc_stat(inst.pid)
+        if holder is not None and holder.start_ticks != inst.record.start_ticks:
+            return []
+        return found
 
     async def wait_container(self, container_id: ContainerID) -> ContainerExit:
         return await asyncio.shield(self._get(container_id).exit)
@@ -728,10 +947,8 @@ class ProcessRuntime:
         inst = self._instances.get(container_id)
         if inst is None or inst.exit.done():
             return
-        # Running -> Terminating. proc.returncode is checked so that a group whose members
-        # are all gone (and whose id could be reused) is never signalled.
-        if inst.proc.returncode is None:
-            _signal_group(inst.pid, signal.SIGTERM)
+        # Running -> Terminating.
+        await self._signal_all(inst, signal.SIGTERM)
         try:
             async with asyncio.timeout(max(0.0, grace_seconds)):
                 await asyncio.shield(inst.exit)
@@ -739,15 +956,40 @@ class ProcessRuntime:
         except TimeoutError:
             pass
         inst.log.info("did not exit within %gs of SIGTERM; sending SIGKILL", grace_seconds)
-        if inst.proc.returncode is None:
-            _signal_group(inst.pid, signal.SIGKILL)
-        if inst.cgroup is not None:
-            # Everything in the container, also what left its process group.
-            try:
-                inst.cgroup.kill()
-            except CgroupError as exc:
-                inst.log.warning("cgroup kill: %s", exc)
+        inst.killed = True
+        await self._signal_all(inst, signal.SIGKILL)
         await asyncio.shield(inst.exit)
+
+    async def _signal_all(self, inst: _Instance, sig: signal.Signals) -> None:
+        """Signal every process of the container, never one that merely took a number of ours:
+        the cgroup's members (SIGKILL: cgroup.kill), or the process group by number while our
+        child leads it, or each member pinned and checked."""
+        if inst.leader.exited:
+            return  # the reaper is at work: it kills what is left
+        if inst.cgroup is not None:
+            if sig == signal.SIGKILL:
+                try:
+                    inst.cgroup.kill()
+                except CgroupError as exc:
+                    inst.log.warning("cgroup kill: %s", exc)
+                return
+            inst.leader.send_signal(sig)
+            members = await asyncio.to_thread(_cgroup_pids, inst.cgroup)
+            cgroup = inst.cgroup
+            for pid in members:
+                if pid != inst.pid:
+                    procs.signal_checked(pid, sig, check=lambda p: p in _cgroup_pids(cgroup))
+            return
+        found = await asyncio.to_thread(self._members, inst, True)
+        for p in found:
+            if p.pgid != inst.pid and p.sid != inst.pid:
+                inst.strays[p.pid] = p.start_ticks  # left the group: killed at the end
+        if inst.leader.signal_group(sig):
+            found = [p for p in found if p.pgid != inst.pid]
+        else:
+            inst.leader.send_signal(sig)
+        for p in found:
+            _signal_found(p, sig)
 
     async def remove_container(self, container_id: ContainerID) -> None:
         inst = self._instances.get(container_id)
@@ -755,15 +997,175 @@ class ProcessRuntime:
             return
         if not inst.exit.done():
             raise RuntimeFailure(f"container {container_id} is running: stop it before removing")
+        # Its record and log stay (pruned when two newer instances exist, or with the pod).
         del self._instances[container_id]
-        with contextlib.suppress(FileNotFoundError):
-            await asyncio.to_thread(os.unlink, inst.record)
 
     def _get(self, container_id: ContainerID) -> _Instance:
         inst = self._instances.get(container_id)
         if inst is None:
             raise RuntimeFailure(f"no such container: {container_id}")
         return inst
+
+    # --- restart recovery -------------------------------------------------------------------------
+
+    async def _recover(self) -> None:
+        """Read what earlier daemons left: adopt the instances still running, account for the
+        ones that ended. Their pods claim them with ``recover_pod``."""
+        found = await asyncio.to_thread(instances.read_all, self._root / "pods")
+        adopted = ended = 0
+        for uid, records in found.items():
+            recovered: list[RecoveredContainer] = []
+            for path, record in records:
+                inst = await self._recover_one(path, record)
+                if inst is not None:
+                    adopted += 1
+                    recovered.append(
+                        RecoveredContainer(
+                            name=record.container,
+                            container_id=ContainerID(record.container_id),
+                            restart_count=record.restart_count,
+                            started_at=record.started_at,
+                            exit=None,
+                        )
+                    )
+                    continue
+                assert record.exit is not None
+                ended += 1
+                recovered.append(
+                    RecoveredContainer(
+                        name=record.container,
+                        container_id=ContainerID(record.container_id),
+                        restart_count=record.restart_count,
+                        started_at=record.started_at,
+                        exit=record.exit,
+                    )
+                )
+            self._recovered[uid] = recovered
+        if found:
+            log.info(
+                "found %d pods of an earlier daemon: %d containers adopted, %d had ended",
+                len(found),
+                adopted,
+                ended,
+            )
+
+    async def _recover_one(self, path: Path, record: InstanceRecord) -> _Instance | None:
+        """Adopt the instance if its leader is still the recorded process; else settle its exit
+        (and kill what it left in its cgroup). Returns the adopted instance."""
+        olog = _ObjectLog(
+            log, {"object": f"{record.namespace}/{record.pod_name}/{record.container}"}
+        )
+        if record.exit is not None:
+            return None
+        exit_file = path.with_suffix(".exit")
+        cgroup = Cgroup(Path(record.cgroup)) if record.cgroup else None
+        leader: procs.Leader | None = None
+        unrecorded = record.pid is None
+        if record.boot_id == self._boot_id:
+            if unrecorded:
+                record.pid = await asyncio.to_thread(instances.find_unrecorded, exit_file)
+                record.start_ticks = procs.start_ticks(record.pid) if record.pid else None
+            if record.pid is not None and record.start_ticks is not None:
+                # Membership of its cgroup, if that is still there (a cgroup with a process
+                # in it cannot have been removed).
+                member = cgroup is not None and cgroup.exists()
+                check = (lambda p: p in _cgroup_pids(cgroup)) if member and cgroup else None
+                leader = procs.Leader.adopt(record.pid, start_ticks=record.start_ticks, check=check)
+        if leader is not None:
+            log_dir = path.parent.parent / "logs" / record.container
+            log_file = logfiles.log_path(log_dir, record.restart_count)
+            if not log_file.exists():
+                log_file.touch(mode=0o640)
+            inst = self._instance(
+                record,
+                path,
+                leader=leader,
+                olog=olog,
+                log_file=log_file,
+                cgroup=cgroup if cgroup is not None and cgroup.exists() else None,
+                adopted=True,
+            )
+            if unrecorded:
+                with contextlib.suppress(OSError):
+                    instances.write_record(path, record)  # the pid it had to be found by
+            self._watch(inst)
+            olog.info("adopted pid %d (instance %d)", leader.pid, record.restart_count)
+            return inst
+        # Gone while no daemon watched: what it left in its cgroup goes too.
+        now = datetime.now(UTC)
+        oom = False
+        if cgroup is not None and cgroup.exists():
+            try:
+                await cgroup.kill_and_wait(timeout=GROUP_EXIT_TIMEOUT)
+                oom = self._limits and cgroup.oom_kills() > 0
+            except CgroupError as exc:
+                olog.warning("after it ended: %s", exc)
+        recorded = await asyncio.to_thread(instances.read_exit_file, exit_file)
+        if recorded is not None:
+            status, when = recorded
+            record.exit = instances.exit_of_status(
+                status, started_at=record.started_at, finished_at=when, oom_killed=oom
+            )
+        elif oom:
+            record.exit = instances.exit_of_status(
+                128 + signal.SIGKILL, started_at=record.started_at, finished_at=now, oom_killed=True
+            )
+        else:
+            record.exit = instances.unknown_exit(record.started_at, now)
+        olog.info(
+            "instance %d ended while no daemon watched: %s, exit code %d",
+            record.restart_count,
+            record.exit.reason.value,
+            record.exit.exit_code,
+        )
+        with contextlib.suppress(OSError):
+            await asyncio.to_thread(_record_exit, path, record)
+        return None
+
+    async def recover_pod(self, pod: PodSandboxConfig) -> Sequence[RecoveredContainer]:
+        self._require_entered()
+        found = self._recovered.pop(pod.uid, [])
+        result: list[RecoveredContainer] = []
+        for rc in found:
+            inst = self._instances.get(rc.container_id)
+            ended = (
+                inst is not None
+                and inst.exit.done()
+                and not inst.exit.cancelled()
+                and inst.exit.exception() is None
+            )
+            if rc.exit is None and inst is not None and ended:
+                # Ended since it was adopted: tell it as ended (and forget it).
+                rc = RecoveredContainer(
+                    name=rc.name,
+                    container_id=rc.container_id,
+                    restart_count=rc.restart_count,
+                    started_at=rc.started_at,
+                    exit=inst.exit.result(),
+                )
+                del self._instances[rc.container_id]
+            result.append(rc)
+        return result
+
+    async def clean_up_pods(self, keep: Collection[str]) -> None:
+        self._require_entered()
+        try:
+            uids = sorted(os.listdir(self._root / "pods"))
+        except FileNotFoundError:
+            return
+        gone = [uid for uid in uids if uid not in keep and uid not in self._pods]
+        if not gone:
+            return
+        log.info("removing %d pods that are no longer wanted: %s", len(gone), ", ".join(gone))
+        results = await asyncio.gather(
+            *(self._remove_pod(uid, label=f"pod {uid}", grace=None) for uid in gone),
+            return_exceptions=True,
+        )
+        for uid, result in zip(gone, results, strict=True):
+            if isinstance(result, RuntimeFailure | OSError):
+                log.warning("pod %s: cannot remove what it left: %s", uid, result)
+            elif isinstance(result, BaseException):
+                raise result
 
     # --- exec -----------------------------------------------------------------------------------
 
@@ -781,33 +1183,14 @@ class ProcessRuntime:
         killed (it is not part of the container's group, so nothing else would stop it).
         """
         inst = self._get(container_id)
-        if inst.proc.returncode is not None or inst.exit.done():
+        if inst.leader.exited or inst.exit.done():
             raise RuntimeFailure(f"container {container_id} is not running")
         if not command:
             raise ContainerConfigError("exec: no command given")
-        if inst.isolated:
-            argv, cwd = self._exec_argv(inst, command), "/"  # the workdir is entered inside
-        elif inst.cgroup is not None:
-            argv, cwd = enter_argv(inst.cgroup.procs_path, [*inst.setpriv, *command]), inst.workdir
-        else:
-            argv, cwd = [*inst.setpriv, *command], inst.workdir
-        proc: asyncio.subprocess.Process | spawn.Child
+        record = inst.record
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         try:
-            if inst.isolated and self._pidfds:
-                # The hot path (every exec probe as root): argv[0] is nsenter's absolute path.
-                proc = spawn.spawn(argv, env=inst.env, stdout=out_w)
-            else:
-                # A working directory and a PATH search in env: what posix_spawn cannot do.
-                proc = await asyncio.create_subprocess_exec(
-                    *argv,
-                    stdin=asyncio.subprocess.DEVNULL,
-                    stdout=out_w,
-                    stderr=out_w,
-                    env=inst.env,
-                    cwd=cwd,
-                    start_new_session=True,
-                )
+            proc = spawn.spawn(self._exec_argv(inst, command), env=record.env, stdout=out_w)
         except OSError as exc:
             os.close(out_r)
             message = f'exec: "{command[0]}": {exc.strerror or exc}'
@@ -816,6 +1199,11 @@ class ProcessRuntime:
             return ExecResult(exit_code=127, output=message.encode()[:output_limit])
         finally:
             os.close(out_w)
+        if inst.cgroup is not None and not self._limits:
+            # Tracking only: into the container's cgroup from here (nsenter cannot enter one;
+            # with limits, the exec script enters it before the command runs).
+            with contextlib.suppress(CgroupError):
+                inst.cgroup.write("cgroup.procs", str(proc.pid))
 
         output = spawn.Output(out_r, limit=output_limit)
         try:
@@ -826,8 +1214,8 @@ class ProcessRuntime:
                 inst.log.info("exec %r timed out after %gs; killing it", list(command), timeout)
                 raise
             finally:
-                # Exited, timed out or cancelled: its group goes (with it, if still running).
-                _signal_group(proc.pid, signal.SIGKILL)
+                # Timed out or cancelled: its group goes (an exited one is killed on reaping).
+                proc.kill_group()
                 await proc.wait()
             await output.wait_eof(EXEC_DRAIN_TIMEOUT)
         finally:
@@ -836,27 +1224,30 @@ class ProcessRuntime:
         return ExecResult(exit_code=exit_code, output=bytes(output.data))
 
     def _exec_argv(self, inst: _Instance, command: Sequence[str]) -> list[str]:
-        """``nsenter`` into the container's mount namespace, then its workdir and command.
+        """``nsenter`` into the container's mount namespace, then its workdir and command;
+        without a namespace, ``EXEC_SCRIPT``'s ``sh`` enters the workdir (and cgroup).
 
         Without a cgroup to enter, nsenter enters the workdir itself (``--wdns``, util-linux
         >= 2.38) and execs the command: one exec less than through ``EXEC_SCRIPT``'s ``sh``,
         and the env stays exactly the container's (nsenter does not touch PWD/OLDPWD)."""
+        record = inst.record
+        argv = [*record.setpriv, *command]
+        enter = inst.cgroup.procs_path if inst.cgroup is not None and self._limits else None
+        if not record.isolated:
+            return mounts.exec_argv(
+                sh=self._sh, workdir=record.workdir, env=record.env, argv=argv, cgroup_procs=enter
+            )
         assert self._nsenter is not None
         # -r: and its root: setns(CLONE_NEWNS) resets ours to the namespace's, which is not
         # the container's when the daemon runs chrooted (as in the VM tier).
         nsenter = [self._nsenter, "-t", str(inst.pid), "-m", "-r"]
-        argv = [*inst.setpriv, *command]
-        if inst.cgroup is None and self._nsenter_wdns:
-            return [*nsenter, f"--wdns={inst.workdir}", "--", *argv]
+        if enter is None and self._nsenter_wdns:
+            return [*nsenter, f"--wdns={record.workdir}", "--", *argv]
         return [
             *nsenter,
             "--",
             *mounts.exec_argv(
-                sh=self._sh,
-                workdir=inst.workdir,
-                env=inst.env,
-                argv=argv,
-                cgroup_procs=inst.cgroup.procs_path if inst.cgroup else None,
+                sh=self._sh, workdir=record.workdir, env=record.env, argv=argv, cgroup_procs=enter
             ),
         ]
 
@@ -885,7 +1276,7 @@ class ProcessRuntime:
                 f'{which} "{container_name}" in pod "{pod.name}" has no log (instance {n})'
             )
         return logfiles.read_log(
-            path, writer=self._writers.get(path), tail_lines=tail_lines, follow=follow
+            path, live=self._logs.get(path), tail_lines=tail_lines, follow=follow
         )
 
 
@@ -908,7 +1299,8 @@ def _make_root_dirs(root: Path) -> None:
         (root / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
 
 
-def _make_pod_dirs(directory: Path, pod: PodSandboxConfig) -> None:
+def _make_pod_dirs(directory: Path, pod: PodSandboxConfig) -> set[Path]:
+    """Make the pod's directories; the host mount points recorded there (an earlier daemon's)."""
     for sub in ("logs", "containers", "volumes"):
         (directory / sub).mkdir(
             mode=0o700 if sub != "volumes" else 0o755, parents=True, exist_ok=True
@@ -921,9 +1313,23 @@ def _make_pod_dirs(directory: Path, pod: PodSandboxConfig) -> None:
             path = directory / "volumes" / volume.name
             path.mkdir(exist_ok=True)
             os.chmod(path, 0o777)  # kubelet's emptyDir mode: writable whatever runAsUser is
+    return _read_mountpoints(directory)
 
 
-_LOG_NAME = re.compile(r"^(\d+)\.log(?:\.\d+)?$")
+def _read_mountpoints(directory: Path) -> set[Path]:
+    try:
+        text = (directory / MOUNTPOINTS_FILE).read_text()
+    except OSError:
+        return set()
+    return {Path(line) for line in text.splitlines() if line.startswith("/")}
+
+
+def _add_mountpoints(directory: Path, paths: Sequence[Path]) -> None:
+    with open(directory / MOUNTPOINTS_FILE, "a") as f:
+        f.writelines(f"{p}\n" for p in paths)
+
+
+_LOG_NAME = re.compile(r"^(\d+)\.log(?:\.\d+|\.rotating)?$")
 
 
 def _restart_count_of(path: Path) -> int:
@@ -931,8 +1337,9 @@ def _restart_count_of(path: Path) -> int:
     return int(match.group(1)) if match else -1
 
 
-def _prune_logs(log_dir: Path, restart_count: int) -> None:
-    """Keep only the log of the instance before this one (for ``logs -p``), as kubelet does."""
+def _prune(log_dir: Path, containers_dir: Path, name: str, restart_count: int) -> None:
+    """Keep only the log and record of the instance before this one (for ``logs -p``, and for
+    the next daemon), as kubelet keeps one dead container."""
     log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     with os.scandir(log_dir) as entries:
         for entry in entries:
@@ -940,174 +1347,36 @@ def _prune_logs(log_dir: Path, restart_count: int) -> None:
             if match and int(match.group(1)) < restart_count - 1:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(entry.path)
+    instances.prune(containers_dir, name, restart_count)
 
 
-def _exit_of(
-    code: int, started_at: datetime, finished_at: datetime, *, oom_killed: bool = False
-) -> ContainerExit:
-    if oom_killed:
-        # memory.oom.group=1: the kernel SIGKILLed the whole container, main process included
-        # (exit 137); a main process that exited by itself while its child was killed keeps
-        # its own code, as containerd reports it.
-        return ContainerExit(
-            exit_code=128 - code if code < 0 else code,
-            signal=-code if code < 0 else None,
-            reason=ExitReason.OOM_KILLED,
-            message=None,
-            started_at=started_at,
-            finished_at=finished_at,
-        )
-    if code < 0:
-        return ContainerExit(
-            exit_code=128 - code,
-            signal=-code,
-            reason=ExitReason.ERROR,
-            message=None,
-            started_at=started_at,
-            finished_at=finished_at,
-        )
-    return ContainerExit(
-        exit_code=code,
-        signal=None,
-        reason=ExitReason.COMPLETED if code == 0 else ExitReason.ERROR,
-        message=None,
-        started_at=started_at,
-        finished_at=finished_at,
+def _record_exit(path: Path, record: InstanceRecord) -> None:
+    """Write the record with its exit, if the record is still there (not removed with its
+    pod)."""
+    if path.exists():
+        instances.write_record(path, record)
+
+
+def _cgroup_pids(cgroup: Cgroup) -> list[int]:
+    try:
+        return cgroup.pids()
+    except CgroupError:
+        return []
+
+
+def _signal_found(found: procs.ProcStat, sig: signal.Signals) -> None:
+    """Signal a process found in /proc, if it is still that process (same start time)."""
+    procs.signal_checked(
+        found.pid, sig, check=lambda pid: procs.start_ticks(pid) == found.start_ticks
     )
-
-
-def _record(inst: _Instance, pod: PodSandboxConfig) -> dict[str, object]:
-    """The instance record a later daemon reads to adopt or reap the container."""
-    data: dict[str, object] = {
-        "containerID": inst.container_id,
-        "podUID": inst.pod_uid,
-        "container": inst.name,
-        "restartCount": inst.restart_count,
-        "pid": inst.pid,
-        "pgid": inst.pid,
-        # /proc/<pid>/stat starttime (clock ticks after boot): tells our pid from a reused one.
-        "procStartTicks": _proc_start_ticks(inst.pid),
-        "startedAt": inst.started_at.isoformat(),
-        "mountNamespace": inst.isolated,
-        "cgroup": str(inst.cgroup.path) if inst.cgroup else None,
-        "podName": pod.name,
-        "namespace": pod.namespace,
-        "exit": None,
-    }
-    return data
-
-
-def _record_exit(path: Path, result: ContainerExit) -> None:
-    """Add the exit status to an instance record, if the record is still there."""
-    if not path.exists():
-        return
-    data = json.loads(path.read_text())
-    data["exit"] = {
-        "exitCode": result.exit_code,
-        "signal": result.signal,
-        "reason": result.reason.value,
-        "finishedAt": result.finished_at.isoformat(),
-    }
-    _write_json(path, data)
-
-
-def _proc_start_ticks(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            fields = f.read().rsplit(b")", 1)[1].split()
-        return int(fields[19])  # field 22 of stat(5); fields[0] is field 3 (state)
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def _write_json(path: Path, data: dict[str, object]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
-async def _kill_cgroup(inst: _Instance) -> None:
-    """SIGKILL everything in the instance's cgroup and wait until it is empty."""
-    if inst.cgroup is None:
-        return
-    try:
-        await inst.cgroup.kill_and_wait(timeout=GROUP_EXIT_TIMEOUT)
-    except CgroupError as exc:
-        inst.log.warning("after exit: %s", exc)
-
-
-def _oom_killed(inst: _Instance) -> bool:
-    """Whether the kernel's OOM killer killed a process of this instance (fresh counters)."""
-    if inst.cgroup is None:
-        return False
-    try:
-        return inst.cgroup.oom_kills() > 0
-    except CgroupError as exc:
-        inst.log.warning("cannot tell whether it was OOM-killed: %s", exc)
-        return False
-
-
-def _signal_group(pgid: int, sig: signal.Signals) -> bool:
-    """Signal a process group; False if it has no members left."""
-    try:
-        os.killpg(pgid, sig)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-async def _kill_group(pgid: int, olog: logging.LoggerAdapter[logging.Logger]) -> None:
-    """SIGKILL every member of the group and wait until none is alive (zombies are dead:
-    their parent, init or a subreaper, reaps them)."""
-    if not _signal_group(pgid, signal.SIGKILL):
-        return
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + GROUP_EXIT_TIMEOUT
-    while await asyncio.to_thread(_group_alive, pgid):
-        if loop.time() > deadline:
-            olog.warning(
-                "processes of group %d still alive %gs after SIGKILL", pgid, GROUP_EXIT_TIMEOUT
-            )
-            return
-        await asyncio.sleep(0.02)
-
-
-def _group_alive(pgid: int) -> bool:
-    """Whether any process of the group is alive (not a zombie), from /proc."""
-    with os.scandir("/proc") as entries:
-        for entry in entries:
-            if not entry.name.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry.name}/stat", "rb") as f:
-                    fields = f.read().rsplit(b")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
-                return True
-    return False
-
-
-async def _pipe_reader(fd: int) -> tuple[asyncio.StreamReader, asyncio.BaseTransport]:
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=logfiles.CHUNK)
-    protocol = asyncio.StreamReaderProtocol(reader)
-    transport, _ = await loop.connect_read_pipe(lambda: protocol, os.fdopen(fd, "rb", buffering=0))
-    return reader, transport
-
-
-async def _pump(
-    reader: asyncio.StreamReader, transport: asyncio.BaseTransport, writer: logfiles.LogWriter
-) -> None:
-    try:
-        await logfiles.pump(reader, writer)
-    finally:
-        transport.close()
 
 
 async def _read_setup_status(fd: int) -> str | None:
     """What the setup script wrote on its status pipe, up to EOF; None on SETUP_TIMEOUT."""
-    reader, transport = await _pipe_reader(fd)
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    protocol = asyncio.StreamReaderProtocol(reader)
+    transport, _ = await loop.connect_read_pipe(lambda: protocol, os.fdopen(fd, "rb", buffering=0))
     try:
         async with asyncio.timeout(SETUP_TIMEOUT):
             return (await reader.read()).decode(errors="replace")

@@ -1,5 +1,5 @@
-"""Short-lived children for the process runtime's hot path (exec probes), without asyncio's
-subprocess machinery.
+"""Children of the process runtime without asyncio's subprocess machinery: every exec (probes,
+hooks) and every container's leading process.
 
 Exec probes start about a hundred children a second, and every one of them costs the event
 loop its time. ``asyncio.create_subprocess_exec`` builds, per child, a ``subprocess.Popen``, a
@@ -10,8 +10,9 @@ its exit is one reader callback on a pidfd, and its output (``Output``, also use
 that still go through asyncio) is one reader callback that appends to a bytearray. Measured on
 the project's 2-core machine: the daemon's CPU per exec probe went from ~0.55 ms to ~0.30 ms
 (~0.35 to ~0.18 ms with 20 at once); the exec's own processes are another matter (see
-``ProcessRuntime.exec_in_container``). Tried for container starts as well: no gain showed in
-bench/pod_start_latency.py, so those keep ``create_subprocess_exec``.
+``ProcessRuntime.exec_in_container``). Container starts use ``spawn_pid`` for another reason:
+the runtime must hold a pidfd on the leader from the moment it exists (``procs.Leader``), which
+asyncio's Process does not give.
 
 What ``posix_spawn`` gives up, and why the callers can live with it:
 
@@ -23,7 +24,9 @@ What ``posix_spawn`` gives up, and why the callers can live with it:
   ignored across exec, so both are reset to the default, as Popen's ``restore_signals`` does.
 
 The child leads a new session (``setsid``), so its process group id is its pid. It stays a
-zombie until its pidfd reports the exit; ``Child`` reaps it right then, once.
+zombie until its pidfd reports the exit; ``Child`` then kills what the exec left in its process
+group (the zombie still holds the group's number, so no other group can be hit) and reaps it,
+once.
 
 Needs Linux >= 5.3 (``pidfd_open``); ``available()`` says whether this kernel has it.
 """
@@ -31,6 +34,7 @@ Needs Linux >= 5.3 (``pidfd_open``); ``available()`` says whether this kernel ha
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 from collections.abc import Mapping, Sequence
@@ -59,13 +63,24 @@ class Child:
         self.returncode: int | None = None
         self._loop = asyncio.get_running_loop()
         self._exited: asyncio.Future[int] = self._loop.create_future()
+        self._reaped = False
         self._pidfd = os.pidfd_open(pid)
         self._loop.add_reader(self._pidfd, self._reap)
 
+    def kill_group(self) -> None:
+        """SIGKILL its process group, only while the child is not reaped (its pid, hence the
+        group's number, cannot have been reused)."""
+        if not self._reaped:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.pid, signal.SIGKILL)
+
     def _reap(self) -> None:
-        # The pidfd is readable once the child has exited: waitpid does not block.
+        # The pidfd is readable once the child has exited: waitpid does not block. Until then
+        # the zombie reserves its pid, so its group can be killed by number.
         self._loop.remove_reader(self._pidfd)
         os.close(self._pidfd)
+        self.kill_group()
+        self._reaped = True
         try:
             _, status = os.waitpid(self.pid, 0)
             self.returncode = os.waitstatus_to_exitcode(status)
@@ -82,21 +97,35 @@ class Child:
         return await asyncio.shield(self._exited)
 
 
-def spawn(argv: Sequence[str], *, env: Mapping[str, str], stdout: int) -> Child:
-    """Start ``argv`` (``argv[0]`` an absolute path) in a new session, with stdin /dev/null and
-    stdout and stderr both ``stdout``. OSError when the exec fails (glibc reports it)."""
-    pid = os.posix_spawn(
+def spawn_pid(
+    argv: Sequence[str], *, env: Mapping[str, str], stdout: int, stdin: int | None = None
+) -> int:
+    """Start ``argv`` (``argv[0]`` an absolute path) in a new session, with stdin ``stdin``
+    (/dev/null when None) and stdout and stderr both ``stdout``; its pid. The caller reaps it.
+    OSError when the exec fails (glibc reports it)."""
+    stdin_action = (
+        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)
+        if stdin is None
+        else (os.POSIX_SPAWN_DUP2, stdin, 0)
+    )
+    return os.posix_spawn(
         argv[0],
         list(argv),
         dict(env),
         file_actions=[
-            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            stdin_action,
             (os.POSIX_SPAWN_DUP2, stdout, 1),
             (os.POSIX_SPAWN_DUP2, stdout, 2),
         ],
         setsid=True,
         setsigdef=_DEFAULT_SIGNALS,
     )
+
+
+def spawn(argv: Sequence[str], *, env: Mapping[str, str], stdout: int) -> Child:
+    """Start ``argv`` (``argv[0]`` an absolute path) in a new session, with stdin /dev/null and
+    stdout and stderr both ``stdout``. OSError when the exec fails (glibc reports it)."""
+    pid = spawn_pid(argv, env=env, stdout=stdout)
     try:
         return Child(pid)
     except BaseException:
@@ -148,4 +177,4 @@ class Output:
         self._eof.set_result(None)
 
 
-__all__ = ["Child", "Output", "available", "spawn"]
+__all__ = ["Child", "Output", "available", "spawn", "spawn_pid"]

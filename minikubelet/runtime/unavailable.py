@@ -5,7 +5,7 @@ disturbed, which a KeyError in the daemon would do."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 
 from minikubelet.api.errors import RuntimeFailure
 from minikubelet.runtime.base import (
@@ -15,6 +15,7 @@ from minikubelet.runtime.base import (
     ExecResult,
     PodSandbox,
     PodSandboxConfig,
+    RecoveredContainer,
     Runtime,
     StartedContainer,
 )
@@ -61,6 +62,12 @@ class UnavailableRuntime:
         output_limit: int = 10 * 1024,
     ) -> ExecResult:
         raise self._fail()
+
+    async def recover_pod(self, pod: PodSandboxConfig) -> Sequence[RecoveredContainer]:
+        return []
+
+    async def clean_up_pods(self, keep: Collection[str]) -> None:
+        return None
 
     def logs(
         self,

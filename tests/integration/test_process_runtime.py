@@ -21,6 +21,7 @@ import pytest
 
 from minikubelet.api.errors import ContainerConfigError, RuntimeFailure, StartFailure
 from minikubelet.api.model import PodSpec
+from minikubelet.runtime import logfiles
 from minikubelet.runtime.base import (
     ContainerID,
     ExitReason,
@@ -280,9 +281,10 @@ async def test_stop_kills_a_term_ignoring_container_after_grace(rt: ProcessRunti
     await rt.start_pod(pod)
     started = await rt.start_container(pod, config(pod))
     await wait_for_log(rt, pod, b"ready")
-    pgid = int((await read_all(rt.logs(pod, "main", restart_count=0))).split()[0])
-    assert os.getpgid(pgid) == pgid  # its own process group (and session)
-    assert os.getsid(pgid) == pgid
+    pid = int((await read_all(rt.logs(pod, "main", restart_count=0))).split()[0])
+    # Its own process group and session, led by its exit recorder (its parent).
+    pgid = os.getpgid(pid)
+    assert os.getsid(pid) == pgid == psutil.Process(pid).ppid() != pid
     t0 = time.monotonic()
     # wait_container and stop_container at once: one reaper, one result.
     waiting = asyncio.create_task(rt.wait_container(started.container_id))
@@ -321,38 +323,85 @@ async def test_remove_refuses_a_running_container(rt: ProcessRuntime) -> None:
     await rt.stop_pod(pod)
 
 
-async def test_instance_record_is_written_and_removed(rt: ProcessRuntime, tmp_path: Path) -> None:
+async def test_instance_records_and_exit_files_are_kept_for_two_instances(
+    rt: ProcessRuntime, tmp_path: Path
+) -> None:
     import json
 
     pod = make_pod([sh("exit 4")])
     await rt.start_pod(pod)
     started = await rt.start_container(pod, config(pod, restart_count=2))
-    record = tmp_path / "process" / "pods" / pod.uid / "containers" / "main-2.json"
+    containers = tmp_path / "process" / "pods" / pod.uid / "containers"
+    record = containers / "main-2.json"
     data = json.loads(record.read_text())
     assert data["pid"] == data["pgid"] > 0
+    assert data["procStartTicks"] > 0 and data["bootID"]
     assert (data["podUID"], data["container"], data["restartCount"]) == (pod.uid, "main", 2)
     await rt.wait_container(started.container_id)
     assert json.loads(record.read_text())["exit"]["exitCode"] == 4
+    assert (containers / "main-2.exit").read_text() == "4\n"  # written by its recorder
     await rt.remove_container(started.container_id)
-    assert not record.exists()
+    assert record.exists()  # for the next daemon, until two newer instances exist
+    for n in (3, 4):
+        await run_to_exit(rt, pod, restart_count=n)
+    assert sorted(p.name for p in containers.iterdir()) == [
+        "main-3.exit",
+        "main-3.json",
+        "main-4.exit",
+        "main-4.json",
+    ]
     await rt.stop_pod(pod)
 
 
 # --- logs ---------------------------------------------------------------------------------------
 
 
-async def test_log_rotation_keeps_max_files_of_max_bytes(tmp_path: Path) -> None:
-    lines = "".join(f"line {i:04d}\n" for i in range(100))  # 1000 bytes
-    pod = make_pod([sh(f"printf '{lines}'")])
-    async with ProcessRuntime(root=tmp_path / "p", log_max_bytes=100, log_max_files=3) as rt:
+def collapse_supported(directory: Path) -> bool:
+    """Whether this filesystem can drop a file's head (what exact rotation needs)."""
+    probe = directory / ".collapse-probe"
+    fd = os.open(probe, os.O_RDWR | os.O_CREAT | os.O_TRUNC)
+    try:
+        os.write(fd, b"x" * 3 * 4096)
+        try:
+            logfiles._collapse(fd, 4096)
+        except OSError:
+            return False
+        return True
+    finally:
+        os.close(fd)
+        os.unlink(probe)
+
+
+LINE = 100  # bytes per numbered line: "%099d\n"
+
+
+def numbered(first: int, last: int) -> bytes:
+    return b"".join(b"%099d\n" % i for i in range(first, last))
+
+
+async def test_log_rotation_keeps_max_files_and_loses_nothing_it_keeps(tmp_path: Path) -> None:
+    # 400 lines of 100 bytes in bursts of 40: several rotations at 8 KiB.
+    script = (
+        'i=0; while [ $i -lt 400 ]; do printf "%099d\\n" $i; i=$((i+1)); '
+        "[ $((i % 40)) -eq 0 ] && sleep 0.05; done; exit 0"
+    )
+    pod = make_pod([sh(script)])
+    async with ProcessRuntime(root=tmp_path / "p", log_max_bytes=8192, log_max_files=3) as rt:
         await rt.start_pod(pod)
-        code, output = await run_to_exit(rt, pod)
+        code, kept = await run_to_exit(rt, pod)
         log_dir = tmp_path / "p" / "pods" / pod.uid / "logs" / "main"
+        assert code == 0
         assert sorted(p.name for p in log_dir.iterdir()) == ["0.log", "0.log.1", "0.log.2"]
-        assert all(p.stat().st_size == 100 for p in log_dir.iterdir())
-        assert (code, output) == (0, lines.encode()[-300:])
+        assert kept == b"".join(p.read_bytes() for p in logfiles.rotations(log_dir / "0.log"))
+        if collapse_supported(log_dir):
+            # Rotated by dropping whole blocks from the live file: what is kept is exactly the
+            # end of what was written, nothing lost or repeated at any rotation.
+            assert numbered(0, 400).endswith(kept)
+            for rotated in ("0.log.1", "0.log.2"):
+                size = (log_dir / rotated).stat().st_size
+                assert size >= 8192 - 4096 and size % 4096 == 0
         tail = await read_all(rt.logs(pod, "main", restart_count=0, tail_lines=2))
-        assert tail == b"line 0098\nline 0099\n"
+        assert tail == numbered(398, 400)
         await rt.stop_pod(pod)
 
 
@@ -395,17 +444,22 @@ async def test_follow_with_tail_starts_at_the_last_lines_and_sees_rotations(tmp_
         [
             sh(
                 "echo old1; echo old2; sleep 0.5; i=0; "
-                'while [ $i -lt 40 ]; do echo "new $i"; i=$((i+1)); sleep 0.01; done'
+                'while [ $i -lt 300 ]; do printf "%099d\\n" $i; i=$((i+1)); '
+                "[ $((i % 10)) -eq 0 ] && sleep 0.01; done; exit 0"
             )
         ]
     )
-    async with ProcessRuntime(root=tmp_path / "p", log_max_bytes=64, log_max_files=10) as rt:
+    async with ProcessRuntime(root=tmp_path / "p", log_max_bytes=8192, log_max_files=10) as rt:
         await rt.start_pod(pod)
         started = await rt.start_container(pod, config(pod))
         await wait_for_log(rt, pod, b"old2\n")
         followed = await read_all(rt.logs(pod, "main", restart_count=0, tail_lines=1, follow=True))
-        expected = "old2\n" + "".join(f"new {i}\n" for i in range(40))
-        assert followed.decode() == expected
+        log_dir = tmp_path / "p" / "pods" / pod.uid / "logs" / "main"
+        assert len(logfiles.rotations(log_dir / "0.log")) > 2  # it did rotate meanwhile
+        if collapse_supported(log_dir):
+            assert followed == b"old2\n" + numbered(0, 300)
+        else:
+            assert followed.startswith(b"old2\n") and followed.endswith(numbered(299, 300))
         await rt.wait_container(started.container_id)
         await rt.stop_pod(pod)
 
@@ -814,4 +868,38 @@ async def test_oom_score_adj_follows_the_qos_class_without_cgroups(rt: ProcessRu
     code, out = await run_to_exit(rt, burstable)
     assert code == 0 and 3 <= int(out) <= 999
     for pod in (best_effort, burstable):
+        await rt.stop_pod(pod)
+
+
+def _open_log_files(log_dir: Path) -> list[str]:
+    """What this process holds open of a log: rotated files, or files deleted since (not the
+    copy a rotation is writing at that moment, ``.rotating``)."""
+    held = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            rotated = ".log." in target and not target.endswith(".rotating")
+            if target.startswith(str(log_dir)) and (rotated or target.endswith("(deleted)")):
+                held.append(target)
+    return held
+
+
+async def test_a_follower_holds_no_rotated_or_deleted_file_open(tmp_path: Path) -> None:
+    # Rotations every 8 KiB, keeping 2 files: most rotated files are deleted soon after.
+    pod = make_pod(
+        [sh('i=0; while [ $i -lt 2000 ]; do printf "%099d\\n" $i; i=$((i+1)); done; sleep 1')]
+    )
+    async with ProcessRuntime(root=tmp_path / "p", log_max_bytes=8192, log_max_files=2) as rt:
+        await rt.start_pod(pod)
+        log_dir = tmp_path / "p" / "pods" / pod.uid / "logs" / "main"
+        started = await rt.start_container(pod, config(pod))
+        held: list[str] = []
+        got = 0
+        async for chunk in rt.logs(pod, "main", restart_count=0, follow=True):
+            got += len(chunk)
+            held += _open_log_files(log_dir)
+            await asyncio.sleep(0.001)  # a slow client: it falls behind the rotations
+        assert held == []
+        assert got > 8192
+        await rt.wait_container(started.container_id)
         await rt.stop_pod(pod)

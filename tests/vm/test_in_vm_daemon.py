@@ -18,6 +18,7 @@ appended to ``$MINIKUBELET_VM_RESULTS`` for the host-side test.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -269,11 +270,12 @@ def test_cpu_weight_of_pod_and_containers_follows_kubelet_formula(daemon: Daemon
     assert read(path / "a" / "memory.max") == str(64 * 2**20)
     assert read(path / "a" / "memory.oom.group") == "1"
     assert read(path / "a" / "pids.max") == read(path / "pids.max") == "256"
-    # each container's process is inside its own cgroup
+    # each container's processes (its exit recorder and the command) are inside its own cgroup
     for n in requests:
         pids = read(path / n / "cgroup.procs").split()
-        assert len(pids) == 1, (n, pids)
-        assert Path(f"/proc/{pids[0]}/cgroup").read_text().strip().endswith(f"/{n}")
+        assert len(pids) == 2, (n, pids)
+        for pid in pids:
+            assert Path(f"/proc/{pid}/cgroup").read_text().strip().endswith(f"/{n}")
     record(
         "daemon-weights",
         **{f"{r or 'none'}": expected[n] for n, r in requests.items()},
@@ -406,6 +408,65 @@ def test_qos_tiers_oom_score_adj_exec_in_cgroup_and_cleanup(daemon: Daemon) -> N
     leftover = sorted(p.name for p in subtree().rglob("pod*") if p.is_dir())
     assert leftover == [], leftover
     record("daemon-cleanup", seconds_from_file_removal_to_cgroups_gone=round(seconds, 2), pods=2)
+
+
+def test_an_oom_kill_while_the_daemon_is_down_is_reported_after_the_restart(
+    daemon: Daemon, tmp_path: Path
+) -> None:
+    """The OOM group kill takes the container's exit recorder too: the next daemon reads the
+    container cgroup's memory.events. Under systemd the unit's daemon is SIGKILLed and systemd
+    restarts it (Restart=on-failure); without, a daemon of the test's own is killed and
+    started again (the module's daemon stays: it is this process's child, and a test may leave
+    none behind)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    script = "while [ ! -e /data/go ]; do sleep 0.1; done; exec dd if=/dev/zero of=/dev/null bs=64M"
+    text = manifest(
+        "late",
+        [
+            {
+                **box("late", script, limits={"memory": "32Mi"}),
+                "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+            }
+        ],
+        volumes=[{"name": "data", "hostPath": {"path": str(data)}}],
+    )
+    with contextlib.ExitStack() as stack:
+        if isinstance(daemon, UnitDaemon):
+            d: Daemon = daemon
+        else:
+            own = Daemon(tmp_path / "own", config=FAST_CONFIG, startup_timeout=STARTUP)
+            d = stack.enter_context(own)
+        d.write_manifest("late", text)
+        path = pod_cgroup(d, "late") / "late"
+        time.sleep(0.5)  # the status is flushed
+        if isinstance(d, UnitDaemon):
+            kill = ["systemctl", "kill", "--kill-whom=main", "-s", "SIGKILL", UNIT]
+            subprocess.run(kill, check=True)
+        else:
+            d.kill()
+        (data / "go").touch()
+        deadline = time.monotonic() + 30
+        while keyed(path / "memory.events").get("oom_kill", 0) < 1:
+            assert time.monotonic() < deadline, "no OOM kill"
+            time.sleep(0.1)
+        if not isinstance(d, UnitDaemon):
+            d.start()
+        pod = d.wait_for_pod(
+            "late",
+            lambda p: (p["status"]["containerStatuses"][0].get("lastState") or {}).get(
+                "terminated"
+            ),
+            timeout=60,
+        )
+        last = pod["status"]["containerStatuses"][0]["lastState"]["terminated"]
+        if isinstance(d, UnitDaemon):
+            # When the unit stops, systemd removes the empty cgroups below it, the OOM-killed
+            # container's among them: how it ended can no longer be told (docs/recovery.md).
+            assert (last["reason"], last["exitCode"]) == ("ContainerStatusUnknown", 137), last
+        else:
+            assert (last["reason"], last["exitCode"]) == ("OOMKilled", 137), last
+        remove_and_check_cgroups_gone(d, ("late", path.parent))
 
 
 def test_daemon_stop_leaves_no_container_and_no_pod_cgroup(daemon: Daemon) -> None:
