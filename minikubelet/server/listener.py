@@ -192,8 +192,13 @@ async def _peek(conn: socket.socket) -> bytes:
     """The first byte the client sent, left in the socket for whoever reads it next; b"" when
     the client closed without sending anything."""
     loop = asyncio.get_running_loop()
-    readable = loop.create_future()
-    loop.add_reader(conn.fileno(), lambda: readable.done() or readable.set_result(None))
+    readable: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        if not readable.done():
+            readable.set_result(None)
+
+    loop.add_reader(conn.fileno(), wake)
     try:
         await readable
     finally:
