@@ -24,7 +24,10 @@ Why it is shaped this way:
   and fstat'ed before and after the read; a change in between puts it back to settling. Until a
   path settles, the snapshot keeps what it had for it (the old pod, the old error, or nothing),
   so a half-written file never starts a pod and never removes a running one; a deletion settles
-  the same way, so an editor's rename-away-then-write does not stop the pod.
+  the same way, so an editor's rename-away-then-write does not stop the pod. A file of
+  ``LARGE_FILE_BYTES`` or more that settles in a pass where smaller files changed is read in
+  the next pass, right after their snapshot is published: parsing a large (or abusive) file
+  costs tens of ms, and it must not hold up ordinary pods.
 - **Swaps.** Fleet tools replace the whole directory atomically: git-sync swaps a symlink
   (``current -> rev2``), others rename a new directory over the old one. ``pathwatch.py`` watches
   every directory the path is resolved through, for the names looked up there, so a swap
@@ -122,6 +125,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_BYTES: Final = MAX_MANIFEST_BYTES  # 1 MiB, the API server's (kubelet reads 10 MiB)
+# A file this big may take tens of ms to parse (a 1 MiB manifest of 10,000 values: 60-80 ms):
+# it waits for the next pass when smaller files changed in this one, so it never delays them.
+LARGE_FILE_BYTES: Final = 64 * 1024
 
 # Editor and package-manager leftovers (``web.yaml~``, ``.web.yaml.swp``, ``web.yaml.bak``,
 # ``.orig``, ``.dpkg-new``, ``.rpmsave``, a writer's ``web.yaml.tmp``) never end in one of these,
@@ -471,6 +477,7 @@ class ManifestSource:
         # State owned by the event loop (the inotify reader), handed over before each pass.
         self._dirty: set[str] = set()  # paths named by events since the last pass
         self._done: set[str] = set()  # of those, paths whose writer finished (close, moved in)
+        self._deferred_done: set[str] = set()  # done paths a pass left for the next (large)
         # A full pass is needed: the kernel dropped events, or the path to the directory (or
         # the mode of a directory on it) changed.
         self._rescan = False
@@ -580,6 +587,8 @@ class ManifestSource:
                 await work
             raise
         self._settling = frozenset(self._pending)
+        self._done |= self._deferred_done
+        self._deferred_done = set()
         return settle_in
 
     async def _read_events(self, inotify: Inotify) -> None:
@@ -693,11 +702,25 @@ class ManifestSource:
         if full:
             candidates |= names | set(self._entries)
             self._judge_again()
-        for path in sorted(candidates):
-            self._examine(path, dfd, done=path in done, at_once=swapped)
+        # Small files first; a large one that settled waits (pending) for the next pass, right
+        # after this one is published, when anything smaller changed here: a huge or abusive
+        # file never holds up the pods of ordinary ones. A swap is taken whole, as it is.
+        entries_before = dict(self._entries)
+        large = [
+            path
+            for path in sorted(candidates)
+            if self._examine(path, dfd, done=path in done, at_once=swapped, defer_large=True)
+        ]
+        deferred = False
+        if large and (swapped or self._entries == entries_before):
+            for path in large:
+                self._examine(path, dfd, done=path in done, at_once=swapped)
+        elif large:
+            deferred = True
+            self._deferred_done = {path for path in large if path in done}  # still done writing
         self._settle_moves()
         self._publish_if_changed(self._build())
-        return _MIN_SLEEP if self._again else self._settle_wait()
+        return _MIN_SLEEP if self._again or deferred else self._settle_wait()
 
     def _resolve(self) -> None:
         """Walk the path to the directory, watching what it goes through (pathwatch.py)."""
@@ -790,10 +813,21 @@ class ManifestSource:
                 age = max(age, wall - ctime - _CLOCK_SLACK)
         return age
 
-    def _examine(self, path: str, dfd: int | None, *, done: bool, at_once: bool) -> None:
+    def _examine(
+        self,
+        path: str,
+        dfd: int | None,
+        *,
+        done: bool,
+        at_once: bool,
+        defer_large: bool = False,
+    ) -> bool:
         """Bring one path's entry up to date, if its current state has settled (``at_once``:
         taken as settled, present or absent, for a directory swapped in whole). ``dfd``: the
-        directory read in this pass (None: there is none, and the path is absent)."""
+        directory read in this pass (None: there is none, and the path is absent).
+
+        ``defer_large``: a settled file of LARGE_FILE_BYTES or more is left unread (pending)
+        and True is returned, so that the caller can read the small files first."""
         fp: _Fingerprint | None
         try:
             if dfd is None:
@@ -809,7 +843,7 @@ class ManifestSource:
         entry = self._entries.get(path)
         if fp == (entry.fingerprint if entry is not None else None):
             self._pending.pop(path, None)  # unchanged (or absent and unknown)
-            return
+            return False
 
         now, wall = time.monotonic(), time.time()
         pending = self._pending.get(path)
@@ -822,48 +856,51 @@ class ManifestSource:
             or self._age(pending, now, wall) >= self._settle_delay
         )
         if not settled:
-            return
+            return False
 
         if fp is None:
             # Present -> absent, settled: the pod goes with the file.
             self._pending.pop(path, None)
             self._entries.pop(path, None)
-            return
+            return False
 
+        if defer_large and fp[1] >= LARGE_FILE_BYTES:
+            return True
         refusal = self._refusal(path)
         if refusal is not None:
             # Neither read nor parsed: someone other than root may have written these bytes.
             self._pending.pop(path, None)
             self._entries[path] = _Entry(fp, None, refusal, refused=True)
-            return
+            return False
         outcome = _read_file(path, max_bytes=self._max_bytes, owners=self._owners, dir_fd=dfd)
         if isinstance(outcome, _Absent):
             self._pending[path] = _Pending(None, since=now)
-            return
+            return False
         if isinstance(outcome, _Changing):
             self._pending[path] = _Pending(outcome.fingerprint, since=time.monotonic())
-            return
+            return False
         if isinstance(outcome, _Unreadable):
             self._pending.pop(path, None)
             self._entries[path] = _Entry(outcome.fingerprint or fp, None, outcome.error)
-            return
+            return False
         if isinstance(outcome, _Refused):
             self._pending.pop(path, None)
             self._entries[path] = _Entry(outcome.fingerprint, None, outcome.error, refused=True)
-            return
+            return False
         if outcome.fingerprint != fp and not (done or at_once):
             # Replaced or rewritten between the settle check and the read: settle that.
             self._pending[path] = _Pending(outcome.fingerprint, since=time.monotonic())
-            return
+            return False
 
         self._pending.pop(path, None)
         uid = static_pod_uid(outcome.data, node_name=self._node_name)
         if entry is not None and entry.uid == uid:
             # Same bytes (a touch, a rewrite of the same content): same object, same seen.
             self._entries[path] = _Entry(outcome.fingerprint, uid, entry.result)
-            return
+            return False
         result = _decode(outcome.data, source=path, uid=uid, node_name=self._node_name)
         self._entries[path] = _Entry(outcome.fingerprint, uid, result)
+        return False
 
     def _settle_moves(self) -> None:
         """A file gone whose bytes live on under another name (``mv a.yaml b.yaml``, or a swap

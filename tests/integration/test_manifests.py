@@ -30,6 +30,7 @@ from minikubelet.api.identity import (
     StaticPod,
 )
 from minikubelet.source.manifests import (
+    LARGE_FILE_BYTES,
     ManifestSource,
     is_manifest_name,
     load_manifest,
@@ -345,6 +346,25 @@ async def test_add_modify_remove(mdir: Path) -> None:
 
         path.unlink()
         await rec.wait_for(lambda d: d.pods == {} and d.errors == {})
+
+
+async def test_a_large_file_settling_with_small_ones_waits_for_their_snapshot(mdir: Path) -> None:
+    # Both files are written in place and left open, so they settle in the same pass.
+    big = pod_yaml("big").replace(
+        "  labels:\n", f"  annotations:\n    pad: {'x' * LARGE_FILE_BYTES}\n  labels:\n"
+    )
+    async with running(make_source(mdir, settle_delay=0.2)) as rec:
+        with (
+            open_for_writing(mdir / "a-big.yaml") as big_fd,
+            open_for_writing(mdir / "b-small.yaml") as small_fd,
+        ):
+            os.write(big_fd, big.encode())
+            os.write(small_fd, pod_yaml("small").encode())
+            await rec.wait_for(has_pod("big-node-1"))
+    first_small = next(i for i, d in enumerate(rec.sets) if has_pod("small-node-1")(d))
+    # The small pod was published on its own first; the large one came with the next pass.
+    assert lacks_pod("big-node-1")(rec.sets[first_small])
+    assert has_pod("small-node-1")(rec.last)
 
 
 async def test_same_content_keeps_uid_and_object_across_touch_and_resync(mdir: Path) -> None:
